@@ -1,0 +1,1 @@
+"""callbridge: realtime AI voice-agent bridge."""

@@ -1,0 +1,190 @@
+"""Events that flow *into* the call session.
+
+One vocabulary for every carrier and every engine: codecs turn wire messages into these frozen
+dataclasses and nothing past a codec ever sees provider JSON. Audio payloads are always in the
+*carrier's* format (for Twilio: G.711 μ-law, 8 kHz); the runtime transcodes engine audio before it
+reaches the session when the two formats differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# --- from the carrier -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    """The carrier stream started: identifiers, per-call parameters and the audio format."""
+
+    call_sid: str
+    stream_sid: str
+    custom_parameters: Mapping[str, str] = field(default_factory=dict)
+    encoding: str = "pcmu"  # "pcmu" | "pcma" | "l16"
+    sample_rate: int = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class CallerAudio:
+    """One chunk of the caller's audio (normally 20 ms) in the carrier's format."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallerDtmf:
+    """The caller pressed a key."""
+
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackMark:
+    """The carrier reports that playback reached (or a clear flushed) the named mark."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHangup:
+    """The carrier ended the stream (``stop``) or its socket closed."""
+
+    reason: str = "caller hung up"
+
+
+# --- from the engine ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EngineReady:
+    """The engine accepted the session configuration; audio may flow."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """The engine's VAD heard the caller start speaking."""
+
+    item_id: str | None = None
+    audio_start_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """The engine's VAD heard the caller stop speaking."""
+
+    item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStarted:
+    """The engine began a response."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudio:
+    """A piece of the agent's speech, already in the carrier's format."""
+
+    response_id: str
+    item_id: str
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudioDone:
+    """No more audio will come for this item."""
+
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTranscript:
+    """The full text of what the agent said (or was about to say) in one item."""
+
+    response_id: str
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserTranscript:
+    """The engine's transcription of one caller utterance."""
+
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """A response finished: ``completed``, ``cancelled``, ``failed`` or ``incomplete``."""
+
+    response_id: str
+    status: str = "completed"
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequested:
+    """The agent wants a tool run. ``arguments`` is the raw JSON text the engine produced."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineError:
+    """The engine reported an error but the session stays open."""
+
+    message: str
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineClosed:
+    """The engine connection is gone; the call cannot continue on it."""
+
+    reason: str
+
+
+# --- from the runtime -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool finished. ``output`` is the text handed back to the model."""
+
+    call_id: str
+    name: str
+    output: str
+    ok: bool
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailed:
+    """The call could not be set up (unknown agent, missing prompt variable, no engine)."""
+
+    reason: str
+    status: str = "failed"
+
+
+CarrierEvent = CallStarted | CallerAudio | CallerDtmf | PlaybackMark | CallerHangup
+EngineEvent = (
+    EngineReady
+    | SpeechStarted
+    | SpeechStopped
+    | ResponseStarted
+    | AgentAudio
+    | AgentAudioDone
+    | AgentTranscript
+    | UserTranscript
+    | ResponseDone
+    | ToolCallRequested
+    | EngineError
+    | EngineClosed
+)
+Event = CarrierEvent | EngineEvent | ToolResult | StartFailed
