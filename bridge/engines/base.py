@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-from bridge.session.actions import EngineAction
+from bridge.session.actions import EngineAction, SendAudio
+from bridge.session.config import EngineCapabilities
 from bridge.session.events import EngineEvent
 
-
-@dataclass(frozen=True, slots=True)
-class EngineCapabilities:
-    """What an engine can do, so the session can decide without knowing which engine it is."""
-
-    server_vad: bool
-    """The engine detects caller speech itself and reports ``SpeechStarted``."""
-    truncates: bool
-    """The engine accepts ``TruncateAgent`` to forget unheard agent audio."""
-    auto_interrupt: bool
-    """The engine cancels its own response when the caller starts speaking."""
-    transcripts: bool
-    """The engine reports ``UserTranscript`` and ``AgentTranscript``."""
-    audio_formats: tuple[str, ...]
-    """Audio formats it accepts and produces, best first ("pcmu", "pcma", "pcm16/24000")."""
+__all__ = ["EngineCapabilities", "EngineClient", "EngineProtocol"]
 
 
 class EngineProtocol(abc.ABC):
@@ -63,6 +49,10 @@ class EngineClient(abc.ABC):
     @abc.abstractmethod
     async def send(self, action: EngineAction) -> None:
         """Send one action. A dead connection surfaces as ``EngineClosed`` from :meth:`events`."""
+
+    async def send_audio(self, payload: bytes) -> None:
+        """Hot path for caller audio; engines override it to skip the generic encoder."""
+        await self.send(SendAudio(payload))
 
     @abc.abstractmethod
     def events(self) -> AsyncIterator[EngineEvent]:

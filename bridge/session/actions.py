@@ -136,6 +136,8 @@ class JournalToolCall:
 
 
 CarrierAction = PlayAudio | SendMark | ClearPlayback
-EngineAction = SendAudio | TruncateAgent | CancelResponse | AddUserText | AddToolOutput | CreateResponse
+EngineAction = (
+    SendAudio | TruncateAgent | CancelResponse | AddUserText | AddToolOutput | CreateResponse
+)
 JournalAction = JournalTurn | JournalEvent | JournalToolCall
 Action = CarrierAction | EngineAction | RunTool | HangUp | JournalAction

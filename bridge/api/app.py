@@ -1,0 +1,88 @@
+"""The FastAPI application: media websockets, the journal's read API, health."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bridge import __version__
+from bridge.agents.loader import AgentRegistry
+from bridge.api import calls, media
+from bridge.config import Settings
+from bridge.journal.store import JournalStore
+from bridge.journal.writer import JournalWriter
+from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
+from bridge.runtime.services import Services
+from bridge.tools.webhook import ToolDispatcher
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    env: Mapping[str, str] | None = None,
+    engine_factories: Mapping[str, EngineFactory] | None = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> FastAPI:
+    """Build the app. Agents load and the journal opens when the app starts (lifespan)."""
+    environ = dict(os.environ if env is None else env)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        agents = AgentRegistry.from_dir(
+            settings.agents_dir, settings.prompts_dir, environ, settings.default_agent
+        )
+        store = await JournalStore.open(settings.database_url)
+        writer = JournalWriter(store)
+        await writer.start()
+        client = http_client or httpx.AsyncClient()
+        app.state.journal = store
+        app.state.services = Services(
+            settings=settings,
+            agents=agents,
+            journal=writer,
+            tools=ToolDispatcher(client),
+            engine_factories=dict(engine_factories or ENGINE_FACTORIES),
+        )
+        log.info("callbridge %s ready: agents %s", __version__, ", ".join(agents.names()))
+        try:
+            yield
+        finally:
+            await writer.close()
+            if http_client is None:
+                await client.aclose()
+            await store.close()
+
+    app = FastAPI(
+        title="callbridge",
+        version=__version__,
+        summary="Realtime AI voice-agent bridge: phone audio in, agent engine out, every call "
+        "journaled.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(request: Request) -> dict[str, object]:
+        services: Services = request.app.state.services
+        return {
+            "status": "ok",
+            "version": __version__,
+            "live_calls": len(services.live_calls),
+            "max_calls": services.settings.max_calls,
+        }
+
+    app.include_router(calls.router, tags=["calls"])
+    app.include_router(media.router)
+    return app

@@ -1,0 +1,73 @@
+"""Carrier media websockets. ``/twilio/media`` is Twilio Media Streams' ``<Stream url>``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from bridge.carriers.twilio.codec import TwilioCodec
+from bridge.journal.ids import new_call_id
+from bridge.runtime.admission import admit
+from bridge.runtime.call import CallRuntime
+from bridge.runtime.services import Services
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+class StarletteSocket:
+    """Adapts a Starlette websocket to the runtime's ``CarrierSocket``."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        self._closed = False
+
+    async def receive(self) -> str | bytes | None:
+        if self._closed:
+            return None
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            self._closed = True
+            return None
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            return None
+        text: str | None = message.get("text")
+        if text is not None:
+            return text
+        data: bytes | None = message.get("bytes")
+        return data if data is not None else b""
+
+    async def send_text(self, text: str) -> None:
+        if self._closed:
+            return
+        try:
+            await self._ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._closed = True
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._ws.close(code, reason)
+        except (RuntimeError, OSError):
+            pass
+
+
+@router.websocket("/twilio/media")
+async def twilio_media(websocket: WebSocket) -> None:
+    """One Twilio media stream = one call."""
+    services: Services = websocket.app.state.services
+    call_id = new_call_id()
+    await websocket.accept()
+    socket = StarletteSocket(websocket)
+    with admit(services, call_id) as admitted:
+        if not admitted:
+            await socket.close(1013, "callbridge is at capacity")
+            return
+        await CallRuntime(services, socket, TwilioCodec(), call_id=call_id).run()

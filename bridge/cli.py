@@ -1,0 +1,73 @@
+"""The ``callbridge`` command: ``serve`` runs the server, ``simulate`` places a test call."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bridge import __version__
+from bridge.config import Settings
+from bridge.errors import ConfigError
+from bridge.simulate import cli as simulate_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"callbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the bridge server")
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes, one per core (default 1)")
+    serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    simulate_cli.add_parser(sub)
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_command(args)
+    if args.command == "simulate":
+        return asyncio.run(simulate_cli.run_simulate(args))
+    parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse enforces it
+    return 2  # pragma: no cover
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"callbridge: {exc}", file=sys.stderr)
+        return 2
+    overrides = {"host": args.host, "port": args.port, "workers": args.workers}
+    settings = settings.with_(**{k: v for k, v in overrides.items() if v is not None})
+    level = (args.log_level or settings.log_level).lower()
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Workers re-read the environment: pass the CLI's choices down that way.
+    os.environ["CALLBRIDGE_HOST"] = settings.host
+    os.environ["CALLBRIDGE_PORT"] = str(settings.port)
+    uvicorn.run(
+        "bridge.api.asgi:build",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        loop="uvloop",
+        http="httptools",
+        log_level=level,
+        lifespan="on",
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Server settings, read once from the environment (``CALLBRIDGE_*``, ``OPENAI_API_KEY``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bridge.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/callbridge.db"
+DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server needs to know that is not an agent definition."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    database_url: str = DEFAULT_DATABASE_URL
+    agents_dir: Path = Path("agents")
+    prompts_dir: Path = Path("prompts")
+    default_agent: str = "default"
+    openai_api_key: str | None = None
+    openai_realtime_url: str = DEFAULT_OPENAI_REALTIME_URL
+    start_timeout_s: float = 10.0
+    """A media stream must send ``start`` within this time."""
+    max_calls: int = 200
+    """Admission cap per worker: calls beyond it are refused cleanly."""
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+
+        return cls(
+            host=env.get("CALLBRIDGE_HOST", cls.host),
+            port=int(number("CALLBRIDGE_PORT", cls.port)),
+            workers=int(number("CALLBRIDGE_WORKERS", cls.workers)),
+            database_url=env.get("CALLBRIDGE_DATABASE_URL") or cls.database_url,
+            agents_dir=Path(env.get("CALLBRIDGE_AGENTS_DIR", str(cls.agents_dir))),
+            prompts_dir=Path(env.get("CALLBRIDGE_PROMPTS_DIR", str(cls.prompts_dir))),
+            default_agent=env.get("CALLBRIDGE_DEFAULT_AGENT", cls.default_agent),
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_realtime_url=env.get("CALLBRIDGE_OPENAI_REALTIME_URL")
+            or cls.openai_realtime_url,
+            start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", cls.start_timeout_s),
+            max_calls=int(number("CALLBRIDGE_MAX_CALLS", cls.max_calls)),
+            log_level=env.get("CALLBRIDGE_LOG_LEVEL", cls.log_level),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

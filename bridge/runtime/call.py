@@ -1,0 +1,337 @@
+"""One live call: the only place that reads the clock and owns tasks.
+
+``CallRuntime.run`` drives a call from the carrier's first frame to its journal entry:
+
+1. **Handshake** — read frames until the carrier's ``start`` (bounded by ``start_timeout_s``).
+2. **Set-up** — resolve the agent from the stream's custom parameters, render its prompt, open
+   the journal record, build the :class:`~bridge.session.core.CallSession`.
+3. **The loop** — three tasks, one per source: the carrier reader, the engine reader and the
+   session's timer. Each turns input into session events and carries out the actions the
+   session returns. Caller audio takes a short path (codec → ``session.caller_audio`` → engine).
+4. **Shutdown** — on the session's ``HangUp``: stop the tasks, close the engine and the carrier
+   socket, finish the journal record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bridge.agents.model import Agent
+from bridge.agents.template import render_agent
+from bridge.audio.transcode import Transcoder
+from bridge.carriers.twilio.codec import TwilioCodec
+from bridge.engines.base import EngineClient
+from bridge.errors import CallbridgeError, CarrierProtocolError, EngineUnavailable
+from bridge.runtime.services import Services
+from bridge.session import actions as act
+from bridge.session import events as ev
+from bridge.session.config import SessionConfig
+from bridge.session.core import CallSession
+
+log = logging.getLogger(__name__)
+
+MAX_JOURNALED_PROTOCOL_ERRORS = 20
+
+
+class CarrierSocket(Protocol):
+    """What the runtime needs of a carrier connection (a websocket, usually)."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next frame, or None once the peer has closed."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class _NoStart(Exception):
+    pass
+
+
+class CallRuntime:
+    """Runs one call end to end. ``clock`` is injectable for tests."""
+
+    def __init__(
+        self,
+        services: Services,
+        socket: CarrierSocket,
+        codec: TwilioCodec,
+        *,
+        call_id: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.services = services
+        self.socket = socket
+        self.codec = codec
+        self.call_id = call_id
+        self.clock = clock
+        self.session = CallSession(SessionConfig(), call_id=call_id)
+        self.agent: Agent | None = None
+        self.engine: EngineClient | None = None
+        self._params: dict[str, str] = {}
+        self._to_engine: Transcoder | None = None
+        self._to_carrier: Transcoder | None = None
+        self._hangup: act.HangUp | None = None
+        self._done = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._protocol_errors: list[str] = []
+        self._journaled_errors = 0
+
+    # -- the call ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        journal = self.services.journal
+        started_at = datetime.now(UTC)
+        try:
+            start = await asyncio.wait_for(
+                self._handshake(), self.services.settings.start_timeout_s
+            )
+        except (TimeoutError, _NoStart) as exc:
+            reason = str(exc) or "no start message within the time limit"
+            log.warning("call %s: %s", self.call_id, reason)
+            journal.call_started(self.call_id, carrier=self.codec.carrier, started_at=started_at)
+            self._journal_protocol_errors(0.0)
+            journal.call_finished(
+                self.call_id, status="failed", end_reason=reason, ended_at=datetime.now(UTC)
+            )
+            await self.socket.close(1000, "no start")
+            return
+        self._params = dict(start.custom_parameters)
+        failure = self._set_up(start)
+        journal.call_started(
+            self.call_id,
+            carrier=self.codec.carrier,
+            started_at=started_at,
+            agent=self.agent.name if self.agent else self._params.get("agent"),
+            call_sid=start.call_sid or None,
+            stream_sid=start.stream_sid,
+            from_number=self._params.get("from") or self._params.get("From"),
+            to_number=self._params.get("to") or self._params.get("To"),
+            context=self._params,
+        )
+        await self._handle(start)
+        self._journal_protocol_errors(0.0)
+        if failure is not None:
+            await self._handle(ev.StartFailed(failure))
+        else:
+            self._spawn(self._run_engine())
+            self._spawn(self._read_carrier())
+        await self._done.wait()
+        await self._shut_down()
+
+    async def _handshake(self) -> ev.CallStarted:
+        while True:
+            frame = await self.socket.receive()
+            if frame is None:
+                raise _NoStart("the carrier closed the stream before start")
+            try:
+                event = self.codec.parse(frame)
+            except CarrierProtocolError as exc:
+                self._protocol_error(exc)
+                continue
+            if isinstance(event, ev.CallStarted):
+                return event
+            if isinstance(event, ev.CallerHangup):
+                raise _NoStart("the carrier stopped the stream before start")
+
+    def _set_up(self, start: ev.CallStarted) -> str | None:
+        """Resolve agent, prompt and engine; return why the call cannot go on, or None."""
+        services = self.services
+        try:
+            agent = services.agents.get(self._params.get("agent"))
+            self.agent = agent
+            rendered = render_agent(agent, self._params)
+            engine, engine_format = services.make_engine(
+                agent, rendered, carrier_format=start.encoding, call_id=self.call_id
+            )
+        except CallbridgeError as exc:
+            return str(exc)
+        self.engine = engine
+        if engine_format != start.encoding:
+            self._to_engine = Transcoder(start.encoding, engine_format)
+            self._to_carrier = Transcoder(engine_format, start.encoding)
+        self.session = CallSession(
+            SessionConfig(
+                capabilities=engine.protocol.capabilities,
+                bytes_per_ms=8.0 if start.encoding in ("pcmu", "pcma") else 16.0,
+                chunk_bytes=160 if start.encoding in ("pcmu", "pcma") else 320,
+                initial_message=rendered.initial_message,
+                tool_names=frozenset(t.name for t in agent.tools if t.webhook),
+                end_call_tool=agent.end_call_enabled,
+                dtmf_flush_s=agent.dtmf_flush_s,
+                max_duration_s=agent.max_duration_s,
+            ),
+            call_id=self.call_id,
+        )
+        return None
+
+    # -- the three loops ---------------------------------------------------------------------
+
+    async def _read_carrier(self) -> None:
+        session, codec, engine = self.session, self.codec, self.engine
+        assert engine is not None
+        to_engine = self._to_engine
+        while not self._done.is_set():
+            frame = await self.socket.receive()
+            if frame is None:
+                await self._handle(ev.CallerHangup("carrier closed the stream"))
+                return
+            try:
+                event = codec.parse(frame)
+            except CarrierProtocolError as exc:
+                self._protocol_error(exc, journal=True)
+                continue
+            if type(event) is ev.CallerAudio:
+                send = session.caller_audio(event.payload)
+                if send is not None:
+                    payload = to_engine.convert(send.payload) if to_engine else send.payload
+                    await engine.send_audio(payload)
+            elif event is not None:
+                await self._handle(event)
+
+    async def _run_engine(self) -> None:
+        engine = self.engine
+        assert engine is not None
+        try:
+            await engine.connect()
+        except EngineUnavailable as exc:
+            log.error("call %s: engine unavailable: %s", self.call_id, exc)
+            await self._handle(ev.StartFailed(f"engine unavailable: {exc}"))
+            return
+        to_carrier = self._to_carrier
+        async for event in engine.events():
+            if to_carrier is not None and type(event) is ev.AgentAudio:
+                event = ev.AgentAudio(
+                    event.response_id, event.item_id, to_carrier.convert(event.audio)
+                )
+            await self._handle(event)
+            if self._done.is_set():
+                return
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self._spawn(self._apply(self.session.handle_timer(self.clock())))
+
+    # -- carrying out actions ----------------------------------------------------------------
+
+    async def _handle(self, event: ev.Event) -> None:
+        await self._apply(self.session.handle(event, self.clock()))
+
+    async def _apply(self, actions: list[act.Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is act.PlayAudio:
+                await self.socket.send_text(self.codec.media(action.payload))
+            elif kind is act.SendMark:
+                await self.socket.send_text(self.codec.mark(action.name))
+            elif kind is act.ClearPlayback:
+                await self.socket.send_text(self.codec.clear())
+            elif isinstance(action, act.JournalTurn | act.JournalEvent | act.JournalToolCall):
+                self.services.journal.record(self.call_id, action)
+            elif isinstance(action, act.RunTool):
+                self._spawn(self._run_tool(action))
+            elif isinstance(action, act.HangUp):
+                self._hangup = action
+                self._done.set()
+            elif isinstance(action, act.SendAudio):
+                if self.engine is not None:
+                    payload = action.payload
+                    if self._to_engine is not None:
+                        payload = self._to_engine.convert(payload)
+                    await self.engine.send_audio(payload)
+            elif self.engine is not None:
+                await self.engine.send(action)  # type: ignore[arg-type]
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, deadline - self.clock())
+            self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    async def _run_tool(self, action: act.RunTool) -> None:
+        assert self.agent is not None
+        outcome = await self.services.tools.run(
+            agent=self.agent,
+            call_id=self.call_id,
+            tool_call_id=action.call_id,
+            name=action.name,
+            arguments=action.arguments,
+            context=self._params,
+        )
+        await self._handle(
+            ev.ToolResult(
+                action.call_id, action.name, outcome.output, outcome.ok, outcome.duration_ms
+            )
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not self._done.is_set():
+            # A bug, not a peer's fault: end this call cleanly and say so; the server stays up.
+            log.error("call %s: internal error: %r", self.call_id, exc, exc_info=exc)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self.services.journal.record(
+                self.call_id,
+                act.JournalEvent(
+                    "error", self.session.time_in_call(self.clock()), {"message": reason}
+                ),
+            )
+            self._hangup = act.HangUp(reason, "failed")
+            self._done.set()
+
+    # -- errors and shutdown -----------------------------------------------------------------
+
+    def _protocol_error(self, exc: CarrierProtocolError, *, journal: bool = False) -> None:
+        log.warning("call %s: bad frame from carrier: %s", self.call_id, exc.message)
+        self._protocol_errors.append(exc.message)
+        if journal:
+            self._journal_protocol_errors(self.session.time_in_call(self.clock()))
+
+    def _journal_protocol_errors(self, at: float) -> None:
+        for message in self._protocol_errors:
+            self._journaled_errors += 1
+            if self._journaled_errors <= MAX_JOURNALED_PROTOCOL_ERRORS:
+                self.services.journal.record(
+                    self.call_id, act.JournalEvent("protocol_error", at, {"message": message})
+                )
+        self._protocol_errors.clear()
+
+    async def _shut_down(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        if self.engine is not None:
+            await self.engine.close()
+        hangup = self._hangup or act.HangUp("ended", "completed")
+        with contextlib.suppress(Exception):
+            await self.socket.close(1000, hangup.reason[:120])
+        self.services.journal.call_finished(
+            self.call_id, status=hangup.status, end_reason=hangup.reason, ended_at=datetime.now(UTC)
+        )
+        log.info("call %s: ended (%s): %s", self.call_id, hangup.status, hangup.reason)

@@ -1,0 +1,44 @@
+"""What every call of a server shares: settings, agents, journal, tools, engine factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from bridge.agents.loader import AgentRegistry
+from bridge.agents.model import Agent
+from bridge.agents.template import RenderedAgent
+from bridge.config import Settings
+from bridge.engines.base import EngineClient
+from bridge.errors import ConfigError
+from bridge.journal.writer import JournalWriter
+from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
+from bridge.tools.webhook import ToolDispatcher
+
+
+@dataclass(slots=True)
+class Services:
+    """Shared, long-lived parts of a running server (one set per worker process)."""
+
+    settings: Settings
+    agents: AgentRegistry
+    journal: JournalWriter
+    tools: ToolDispatcher
+    engine_factories: Mapping[str, EngineFactory] = field(
+        default_factory=lambda: dict(ENGINE_FACTORIES)
+    )
+    live_calls: set[str] = field(default_factory=set)
+    """Ids of the calls this worker is carrying now (the admission cap counts them)."""
+    on_call_end: list[Callable[[str], None]] = field(default_factory=list)
+
+    def make_engine(
+        self, agent: Agent, rendered: RenderedAgent, *, carrier_format: str, call_id: str
+    ) -> tuple[EngineClient, str]:
+        """The engine client for this agent and the audio format it will speak."""
+        factory = self.engine_factories.get(agent.engine)
+        if factory is None:
+            known = ", ".join(sorted(self.engine_factories))
+            raise ConfigError(
+                f"agent {agent.name!r} names unknown engine {agent.engine!r} ({known})"
+            )
+        return factory(agent, rendered, self.settings, carrier_format, call_id)
