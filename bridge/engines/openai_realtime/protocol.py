@@ -190,7 +190,7 @@ class OpenAIRealtimeProtocol(EngineProtocol):
         kind: str = message["type"]
         try:
             return self._dispatch(kind, message)
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             raise EngineProtocolError(f"malformed {kind}: {exc!r}") from None
 
     def _dispatch(self, kind: str, m: dict[str, Any]) -> list[ev.EngineEvent]:

@@ -1,0 +1,382 @@
+"""Read ``agents/<name>.toml`` (and the prompt it names) into :class:`~bridge.agents.model.Agent`.
+
+Every problem is a :class:`~bridge.errors.ConfigError` whose message starts with the file and
+the field, e.g. ``agents/support.toml: tools[0].webhook: must be an http or https URL``.
+Unknown keys are errors too, so a misspelt setting never silently falls back to a default.
+
+The loader reads files and the environment mapping it is given; it never reads ``os.environ``
+itself, opens no sockets and reads no clock.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.agents.model import Agent, ToolSpec
+from bridge.agents.template import check, is_variable_name
+from bridge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SECRET_ENV = "CALLBRIDGE_TOOL_SECRET"
+"""Environment variable holding the tool-webhook HMAC secret when an agent names none."""
+
+RESERVED_TOOL_NAMES = frozenset({"end_call"})
+"""Built-in tools an agent may not redefine."""
+
+_AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_PROMPT_NAME = _AGENT_NAME  # a file name in prompts/, so no separators and no leading dot
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what function-calling APIs accept
+
+
+class _Fields:
+    """Typed access to one TOML table; reports errors as ``<file>: <field>: <problem>``."""
+
+    def __init__(self, path: Path, table: Mapping[str, Any], prefix: str = "") -> None:
+        self.path = path
+        self.table = table
+        self.prefix = prefix
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {self.prefix}{key}: {problem}")
+
+    def reject_unknown(self, known: frozenset[str]) -> None:
+        for key in self.table:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise self.error(key, f"unknown key{hint}")
+
+    def string(self, key: str, *, empty_ok: bool = False) -> str | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, got {_type_name(value)}")
+        if not empty_ok and not value.strip():
+            raise self.error(key, "must not be empty")
+        return value
+
+    def required_string(self, key: str) -> str:
+        value = self.string(key)
+        if value is None:
+            raise self.error(key, "is required")
+        return value
+
+    def number(self, key: str, *, allow_zero: bool = False, high: float = math.inf) -> float | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number, got {_type_name(value)}")
+        number = float(value)
+        low_ok = number >= 0 if allow_zero else number > 0
+        if not (math.isfinite(number) and low_ok and number <= high):
+            low = "at least 0" if allow_zero else "greater than 0"
+            limit = f" and at most {high:g}" if high < math.inf else ""
+            raise self.error(key, f"must be {low}{limit}, got {value!r}")
+        return number
+
+    def boolean(self, key: str) -> bool | None:
+        value = self.table.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_type_name(value)}")
+        return value
+
+    def table_of(self, key: str) -> Mapping[str, Any] | None:
+        value = self.table.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise self.error(key, f"must be a table, got {_type_name(value)}")
+        return value
+
+    def template(self, key: str, text: str, where: str = "") -> None:
+        """Reject a stray ``{{`` in a template-bearing field."""
+        check(text, source=f"{self.path}: {self.prefix}{key}{where}")
+
+
+_AGENT_KEYS = frozenset(
+    {
+        "name",
+        "engine",
+        "model",
+        "voice",
+        "language",
+        "prompt",
+        "instructions",
+        "initial_message",
+        "transcription_model",
+        "temperature",
+        "end_call",
+        "max_duration_s",
+        "dtmf_flush_s",
+        "tool_secret_env",
+        "variables",
+        "tools",
+    }
+)
+_TOOL_KEYS = frozenset({"name", "description", "webhook", "timeout_s", "parameters"})
+
+
+def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
+    """Load one agent definition; ``env`` supplies the tool secret (pass ``os.environ``)."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+    fields = _Fields(path, raw)
+    fields.reject_unknown(_AGENT_KEYS)
+    name = fields.string("name") or path.stem
+    if not _AGENT_NAME.fullmatch(name):
+        raise fields.error("name", f"must be letters, digits, '_' or '-', got {name!r}")
+    prompt_template = _read_prompt(fields, prompts_dir)
+    initial_message = fields.string("initial_message")
+    if initial_message is not None:
+        fields.template("initial_message", initial_message)
+    tools = _read_tools(fields)
+    tool_secret = _read_secret(fields, env)
+    if tool_secret is None and any(tool.webhook for tool in tools):
+        logger.warning("agent %r has tool webhooks but no secret: requests are unsigned", name)
+
+    base = Agent(name=name)
+    transcription = fields.string("transcription_model", empty_ok=True)
+    end_call = fields.boolean("end_call")
+    max_duration_s = fields.number("max_duration_s")
+    dtmf_flush_s = fields.number("dtmf_flush_s")
+    return Agent(
+        name=name,
+        engine=fields.string("engine") or base.engine,
+        model=fields.string("model") or base.model,
+        voice=fields.string("voice") or base.voice,
+        language=fields.string("language") or base.language,
+        prompt_template=prompt_template,
+        variables=_read_variables(fields),
+        initial_message=initial_message,
+        tools=tools,
+        tool_secret=tool_secret,
+        # an empty string turns transcription of the caller off
+        transcription_model=(
+            base.transcription_model if transcription is None else transcription or None
+        ),
+        temperature=fields.number("temperature", allow_zero=True, high=2.0),
+        end_call_enabled=base.end_call_enabled if end_call is None else end_call,
+        max_duration_s=base.max_duration_s if max_duration_s is None else max_duration_s,
+        dtmf_flush_s=base.dtmf_flush_s if dtmf_flush_s is None else dtmf_flush_s,
+    )
+
+
+def load_agents(agents_dir: Path, prompts_dir: Path, env: Mapping[str, str]) -> dict[str, Agent]:
+    """Load every ``*.toml`` in ``agents_dir``, keyed by agent name (names must be unique)."""
+    if not agents_dir.is_dir():
+        raise ConfigError(f"{agents_dir}: agents directory not found")
+    agents: dict[str, Agent] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(agents_dir.glob("*.toml")):
+        agent = load_agent(path, prompts_dir, env)
+        if agent.name in agents:
+            raise ConfigError(
+                f"{path}: name: agent '{agent.name}' is already defined in {origin[agent.name]}"
+            )
+        agents[agent.name] = agent
+        origin[agent.name] = path
+    return agents
+
+
+class AgentRegistry:
+    """The loaded agents and which one answers when a call names none."""
+
+    def __init__(self, agents: Mapping[str, Agent], default_name: str = "default") -> None:
+        if default_name not in agents:
+            have = ", ".join(sorted(agents)) or "none"
+            raise ConfigError(f"default agent '{default_name}' is not defined (agents: {have})")
+        self._agents = dict(agents)
+        self._default_name = default_name
+
+    @classmethod
+    def from_dir(
+        cls,
+        agents_dir: Path,
+        prompts_dir: Path,
+        env: Mapping[str, str],
+        default_name: str = "default",
+    ) -> AgentRegistry:
+        """Load ``agents_dir`` and check that ``default_name`` is among its agents."""
+        return cls(load_agents(agents_dir, prompts_dir, env), default_name)
+
+    @property
+    def default_name(self) -> str:
+        return self._default_name
+
+    def get(self, name: str | None) -> Agent:
+        """The agent called ``name``; ``None`` means the default agent."""
+        if name is None:
+            return self._agents[self._default_name]
+        try:
+            return self._agents[name]
+        except KeyError:
+            raise ConfigError(f"unknown agent '{name}'") from None
+
+    def names(self) -> list[str]:
+        """Every agent name, sorted."""
+        return sorted(self._agents)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._agents
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+
+# --- the parts of an agent file -------------------------------------------------------------
+
+
+def _read_prompt(fields: _Fields, prompts_dir: Path) -> str:
+    prompt = fields.string("prompt")
+    instructions = fields.string("instructions")
+    if prompt is not None and instructions is not None:
+        raise fields.error("instructions", "give either 'prompt' or 'instructions', not both")
+    if instructions is not None:
+        fields.template("instructions", instructions)
+        return instructions
+    if prompt is None:
+        raise fields.error("prompt", "is required (or give inline 'instructions')")
+    if not _PROMPT_NAME.fullmatch(prompt):
+        raise fields.error("prompt", f"must be a template name in prompts/, got {prompt!r}")
+    prompt_path = prompts_dir / f"{prompt}.md"
+    try:
+        text = prompt_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise fields.error("prompt", f"prompt file {prompt_path} not found") from None
+    except OSError as exc:
+        raise fields.error("prompt", f"cannot read {prompt_path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise fields.error("prompt", f"{prompt_path} is not valid UTF-8") from exc
+    if not text.strip():
+        raise fields.error("prompt", f"prompt file {prompt_path} is empty")
+    fields.template("prompt", text, where=f": {prompt_path}")
+    return text
+
+
+def _read_variables(fields: _Fields) -> dict[str, str]:
+    table = fields.table_of("variables") or {}
+    variables: dict[str, str] = {}
+    for key, value in table.items():
+        if not is_variable_name(key):
+            raise fields.error(f"variables.{key}", "is not a valid variable name")
+        if not isinstance(value, str):
+            raise fields.error(f"variables.{key}", f"must be a string, got {_type_name(value)}")
+        variables[key] = value
+    return variables
+
+
+def _read_secret(fields: _Fields, env: Mapping[str, str]) -> str | None:
+    """The tool secret's *value* from ``env``; never put it into an error message."""
+    var = fields.string("tool_secret_env")
+    if var is None:
+        return env.get(DEFAULT_SECRET_ENV) or None
+    secret = env.get(var)
+    if not secret:
+        raise fields.error("tool_secret_env", f"environment variable {var} is not set or empty")
+    return secret
+
+
+def _read_tools(fields: _Fields) -> tuple[ToolSpec, ...]:
+    entries = fields.table.get("tools")
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise fields.error("tools", "must be an array of tables ([[tools]])")
+    tools: list[ToolSpec] = []
+    names: set[str] = set()
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise fields.error(f"tools[{index}]", f"must be a table, got {_type_name(entry)}")
+        tool = _read_tool(_Fields(fields.path, entry, f"tools[{index}]."))
+        if tool.name in names:
+            raise fields.error(f"tools[{index}].name", f"duplicate tool name '{tool.name}'")
+        names.add(tool.name)
+        tools.append(tool)
+    return tuple(tools)
+
+
+def _read_tool(fields: _Fields) -> ToolSpec:
+    fields.reject_unknown(_TOOL_KEYS)
+    name = fields.required_string("name")
+    if name in RESERVED_TOOL_NAMES:
+        raise fields.error("name", f"'{name}' is a built-in tool and cannot be redefined")
+    if not _TOOL_NAME.fullmatch(name):
+        raise fields.error("name", f"must be 1-64 letters, digits, '_' or '-', got {name!r}")
+    description = fields.required_string("description")
+    webhook = fields.string("webhook")
+    if webhook is not None and not _is_http_url(webhook):
+        raise fields.error("webhook", f"must be an http or https URL, got {webhook!r}")
+    timeout_s = fields.number("timeout_s")
+    spec = ToolSpec(name, description, _read_parameters(fields), webhook)
+    return spec if timeout_s is None else replace(spec, timeout_s=timeout_s)
+
+
+def _read_parameters(fields: _Fields) -> dict[str, Any]:
+    schema = fields.table_of("parameters")
+    if schema is None:
+        return {"type": "object", "properties": {}}
+    if schema.get("type") != "object":
+        raise fields.error("parameters", 'must be a JSON schema with type = "object"')
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        raise fields.error("parameters.properties", "must be a table")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(item, str) for item in required):
+        raise fields.error("parameters.required", "must be an array of strings")
+    for item in required:
+        if item not in properties:
+            raise fields.error("parameters.required", f"'{item}' is not in parameters.properties")
+    bad = _non_json_value(schema)
+    if bad is not None:
+        raise fields.error("parameters", f"holds a {bad}, which JSON schema cannot express")
+    return dict(schema)
+
+
+def _non_json_value(value: Any) -> str | None:
+    """The type name of the first value JSON cannot carry (TOML dates and times), if any."""
+    if isinstance(value, dict):
+        children: list[Any] = list(value.values())
+    elif isinstance(value, list):
+        children = value
+    elif isinstance(value, str | int | float | bool):
+        return None
+    else:
+        return _type_name(value)
+    for child in children:
+        bad = _non_json_value(child)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _is_http_url(url: str) -> bool:
+    if any(char.isspace() for char in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _type_name(value: object) -> str:
+    names = {str: "string", bool: "boolean", int: "integer", float: "float", dict: "table"}
+    return names.get(type(value), "array" if isinstance(value, list) else type(value).__name__)

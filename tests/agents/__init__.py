@@ -1,0 +1,1 @@
+"""Tests of bridge.agents: the loader, templates and the repository's agent files."""

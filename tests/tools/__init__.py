@@ -1,0 +1,1 @@
+"""Tests of bridge.tools: webhook signing and dispatch."""
