@@ -42,20 +42,20 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"{name} must be a number, not {raw!r}") from None
 
+        d = cls()
         return cls(
-            host=env.get("CALLBRIDGE_HOST", cls.host),
-            port=int(number("CALLBRIDGE_PORT", cls.port)),
-            workers=int(number("CALLBRIDGE_WORKERS", cls.workers)),
-            database_url=env.get("CALLBRIDGE_DATABASE_URL") or cls.database_url,
-            agents_dir=Path(env.get("CALLBRIDGE_AGENTS_DIR", str(cls.agents_dir))),
-            prompts_dir=Path(env.get("CALLBRIDGE_PROMPTS_DIR", str(cls.prompts_dir))),
-            default_agent=env.get("CALLBRIDGE_DEFAULT_AGENT", cls.default_agent),
+            host=env.get("CALLBRIDGE_HOST", d.host),
+            port=int(number("CALLBRIDGE_PORT", d.port)),
+            workers=int(number("CALLBRIDGE_WORKERS", d.workers)),
+            database_url=env.get("CALLBRIDGE_DATABASE_URL") or d.database_url,
+            agents_dir=Path(env.get("CALLBRIDGE_AGENTS_DIR", str(d.agents_dir))),
+            prompts_dir=Path(env.get("CALLBRIDGE_PROMPTS_DIR", str(d.prompts_dir))),
+            default_agent=env.get("CALLBRIDGE_DEFAULT_AGENT", d.default_agent),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
-            openai_realtime_url=env.get("CALLBRIDGE_OPENAI_REALTIME_URL")
-            or cls.openai_realtime_url,
-            start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", cls.start_timeout_s),
-            max_calls=int(number("CALLBRIDGE_MAX_CALLS", cls.max_calls)),
-            log_level=env.get("CALLBRIDGE_LOG_LEVEL", cls.log_level),
+            openai_realtime_url=env.get("CALLBRIDGE_OPENAI_REALTIME_URL") or d.openai_realtime_url,
+            start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", d.start_timeout_s),
+            max_calls=int(number("CALLBRIDGE_MAX_CALLS", d.max_calls)),
+            log_level=env.get("CALLBRIDGE_LOG_LEVEL", d.log_level),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -207,10 +207,11 @@ class CallRuntime:
             await self._handle(ev.StartFailed(f"engine unavailable: {exc}"))
             return
         to_carrier = self._to_carrier
-        async for event in engine.events():
-            if to_carrier is not None and type(event) is ev.AgentAudio:
+        async for received in engine.events():
+            event = received
+            if to_carrier is not None and type(received) is ev.AgentAudio:
                 event = ev.AgentAudio(
-                    event.response_id, event.item_id, to_carrier.convert(event.audio)
+                    received.response_id, received.item_id, to_carrier.convert(received.audio)
                 )
             await self._handle(event)
             if self._done.is_set():

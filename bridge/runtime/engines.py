@@ -19,7 +19,7 @@ EngineFactory = Callable[[Agent, RenderedAgent, Settings, str, str], tuple[Engin
 
 
 def choose_format(carrier_format: str, engine_formats: tuple[str, ...]) -> str:
-    """The carrier's own format when the engine speaks it (no transcoding), else the engine's best."""
+    """The carrier's format if the engine speaks it (no transcoding), else the engine's last."""
     return carrier_format if carrier_format in engine_formats else engine_formats[-1]
 
 

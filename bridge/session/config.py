@@ -1,4 +1,4 @@
-"""What the call core needs to know about the call: carrier format, engine abilities, agent knobs."""
+"""What the call core needs to know: carrier format, engine abilities, agent knobs."""
 
 from __future__ import annotations
 

@@ -322,7 +322,7 @@ class CallSession:
         return out
 
     def _on_agent_transcript(self, event: ev.AgentTranscript, now: float) -> list[act.Action]:
-        return self._turns.on_transcript(event, now, self.time_in_call)
+        return [*self._turns.on_transcript(event, now, self.time_in_call)]
 
     def _on_user_transcript(self, event: ev.UserTranscript, now: float) -> list[act.Action]:
         text = event.text.strip()

@@ -39,7 +39,7 @@ class PlaybackLedger:
     # -- sending -----------------------------------------------------------------------------
 
     def sent(self, item_id: str, nbytes: int) -> str:
-        """Record ``nbytes`` of ``item_id`` sent to the carrier; return the mark to send after it."""
+        """Record ``nbytes`` of ``item_id`` sent to the carrier; return the mark to follow it."""
         position = self._sent_ms.get(item_id, 0.0) + nbytes / self.bytes_per_ms
         self._sent_ms[item_id] = position
         self._counter += 1

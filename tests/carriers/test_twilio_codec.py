@@ -83,7 +83,11 @@ def test_outbound_messages_are_exact_twilio_shapes() -> None:
         "streamSid": SID,
         "media": {"payload": "AQID"},
     }
-    assert json.loads(codec.mark("m7")) == {"event": "mark", "streamSid": SID, "mark": {"name": "m7"}}
+    assert json.loads(codec.mark("m7")) == {
+        "event": "mark",
+        "streamSid": SID,
+        "mark": {"name": "m7"},
+    }
     assert json.loads(codec.clear()) == {"event": "clear", "streamSid": SID}
 
 
@@ -135,13 +139,17 @@ def test_nothing_is_sent_before_start() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 field_names = st.sampled_from(
     ["event", "media", "payload", "streamSid", "mark", "name", "dtmf", "digit", "start", "track"]
 )
-messages = st.dictionaries(field_names, json_values | st.sampled_from(["media", "mark", "dtmf", "stop", "start"]))
+messages = st.dictionaries(
+    field_names, json_values | st.sampled_from(["media", "mark", "dtmf", "stop", "start"])
+)
 
 
 @settings(max_examples=400)

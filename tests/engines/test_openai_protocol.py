@@ -177,15 +177,33 @@ def test_url_gets_the_model() -> None:
 
 server_types = st.sampled_from([*SERVER, "response.audio.delta", "x"])
 fields = st.dictionaries(
-    st.sampled_from(["delta", "response_id", "item_id", "response", "transcript", "error",
-                     "call_id", "name", "arguments", "status", "id"]),
-    st.none() | st.integers() | st.text(max_size=6) | st.dictionaries(st.text(max_size=4), st.text(max_size=4)),
+    st.sampled_from(
+        [
+            "delta",
+            "response_id",
+            "item_id",
+            "response",
+            "transcript",
+            "error",
+            "call_id",
+            "name",
+            "arguments",
+            "status",
+            "id",
+        ]
+    ),
+    st.none()
+    | st.integers()
+    | st.text(max_size=6)
+    | st.dictionaries(st.text(max_size=4), st.text(max_size=4)),
 )
 
 
 @settings(max_examples=400)
 @given(server_types, fields)
-def test_receive_returns_events_or_raises_its_protocol_error(kind: str, extra: dict[str, Any]) -> None:
+def test_receive_returns_events_or_raises_its_protocol_error(
+    kind: str, extra: dict[str, Any]
+) -> None:
     try:
         protocol().receive(json.dumps({"type": kind, **extra}))
     except EngineProtocolError:

@@ -38,6 +38,8 @@ def session_url(base: str, model: str) -> str:
 class OpenAIRealtimeClient(EngineClient):
     """One Realtime session for one call."""
 
+    protocol: OpenAIRealtimeProtocol
+
     def __init__(
         self,
         protocol: OpenAIRealtimeProtocol,
@@ -114,10 +116,10 @@ class OpenAIRealtimeClient(EngineClient):
     def _close_reason(self, ws: ClientConnection) -> str:
         if self._closing:
             return "closed by callbridge"
-        rcvd = ws.close_rcvd
-        if rcvd is None:
+        code, reason = ws.close_code, ws.close_reason
+        if code is None or code == 1006:
             return "connection lost"
-        return f"code {rcvd.code}" + (f": {rcvd.reason}" if rcvd.reason else "")
+        return f"code {code}" + (f": {reason}" if reason else "")
 
     async def close(self) -> None:
         self._closing = True
