@@ -1,0 +1,329 @@
+"""The journal store: calls and their records in SQLite (default) or PostgreSQL.
+
+Everything here is async I/O over one SQLAlchemy :class:`AsyncEngine`. SQLAlchemy and driver
+errors are translated into :class:`JournalError` at this boundary::
+
+    CallbridgeError
+    └── JournalError         the journal could not read or write (``retryable``: the database was
+        │                    unreachable, locked or timed out; not retryable: the write conflicts)
+        └── CallNotFound     the call id is not in the journal
+
+Engines are created with ``hide_parameters=True``: error messages and tracebacks carry the SQL but
+never the bound values, so a transcript cannot reach the logs through an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar, Unpack
+
+from sqlalchemy import Select, event, insert, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import StaticPool
+
+from bridge.errors import CallbridgeError, ConfigError
+from bridge.journal.models import (
+    UPDATABLE_FIELDS,
+    Base,
+    Call,
+    CallDetail,
+    CallSummary,
+    CallUpdate,
+    Event,
+    ToolCall,
+    Turn,
+    record_row,
+)
+from bridge.session.actions import JournalAction
+
+__all__ = [
+    "CallDetail",
+    "CallNotFound",
+    "CallSummary",
+    "CallUpdate",
+    "JournalError",
+    "JournalStore",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_Record = TypeVar("_Record", Turn, Event, ToolCall)
+
+
+class JournalError(CallbridgeError):
+    """The journal could not read or write. ``operation`` and ``call_id`` say what failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        call_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.operation = operation
+        self.call_id = call_id
+
+
+class CallNotFound(JournalError):
+    """The call id is not in the journal (never created, or its creation failed)."""
+
+
+@contextlib.contextmanager
+def _translated(operation: str, call_id: str | None = None) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors into :class:`JournalError`."""
+    try:
+        yield
+    except sa_exc.IntegrityError as exc:
+        message = f"{operation} conflicts with the journal ({type(exc.orig).__name__})"
+        raise JournalError(message, operation=operation, call_id=call_id, retryable=False) from exc
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError) as exc:
+        cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+        detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        message = f"{operation} failed, journal unavailable: {detail}"
+        raise JournalError(message, operation=operation, call_id=call_id, retryable=True) from exc
+    except sa_exc.SQLAlchemyError as exc:
+        message = f"{operation} failed: {type(exc).__name__}"
+        raise JournalError(message, operation=operation, call_id=call_id, retryable=False) from exc
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value
+
+
+def _json_dumps(value: Any) -> str:
+    # A stray non-JSON value (a datetime in event data) is stored as text, not lost with its batch.
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+class JournalStore:
+    """Reads and writes the journal. Build with :meth:`open`; :meth:`close` when done."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(
+        cls, url: str, *, engine_options: Mapping[str, Any] | None = None
+    ) -> JournalStore:
+        """Connect to ``url`` (e.g. ``sqlite+aiosqlite:///./var/callbridge.db``), create tables.
+
+        For SQLite the file's directory is created and every connection runs in WAL mode with a
+        busy timeout and foreign keys on. ``engine_options`` go to ``create_async_engine``.
+        """
+        try:
+            parsed = make_url(url)
+        except sa_exc.ArgumentError as exc:
+            raise ConfigError(f"journal URL is not valid: {exc}") from exc
+        options: dict[str, Any] = {"hide_parameters": True, "json_serializer": _json_dumps}
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        database = parsed.database or ":memory:"
+        if not is_sqlite:
+            options["pool_pre_ping"] = True
+        elif database == ":memory:":
+            options["poolclass"] = StaticPool  # one shared connection, or each sees its own DB
+        elif not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        options.update(engine_options or {})
+        try:
+            engine = create_async_engine(parsed, **options)
+        except (sa_exc.ArgumentError, ImportError) as exc:
+            raise ConfigError(f"journal URL cannot be used: {exc}") from exc
+        if is_sqlite:
+            event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        store = cls(engine)
+        try:
+            with _translated("open"):
+                async with engine.begin() as conn:
+                    await conn.run_sync(Base.metadata.create_all)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def create_call(
+        self,
+        call_id: str,
+        *,
+        carrier: str,
+        started_at: datetime,
+        agent: str | None = None,
+        call_sid: str | None = None,
+        stream_sid: str | None = None,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        status: str = "in-progress",
+    ) -> None:
+        row = Call(
+            id=call_id,
+            carrier=carrier,
+            started_at=_aware(started_at, "started_at"),
+            agent=agent,
+            call_sid=call_sid,
+            stream_sid=stream_sid,
+            from_number=from_number,
+            to_number=to_number,
+            context=dict(context or {}),
+            status=status,
+            record_count=0,
+        )
+        with _translated("create_call", call_id):
+            async with self._sessions.begin() as session:
+                session.add(row)
+
+    async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
+        """Change some of a call's fields (only those in :class:`CallUpdate`)."""
+        unknown = set(fields) - UPDATABLE_FIELDS
+        if unknown:
+            raise TypeError(f"update_call cannot change {sorted(unknown)}")
+        if not fields:
+            return
+        values: dict[str, Any] = dict(fields)
+        if "context" in values:
+            values["context"] = dict(values["context"] or {})
+        with _translated("update_call", call_id):
+            async with self._sessions.begin() as session:
+                await _update_row(session, "update_call", call_id, values)
+
+    async def finish_call(
+        self, call_id: str, *, status: str, end_reason: str | None, ended_at: datetime
+    ) -> None:
+        """Mark the call ended; ``duration_secs`` is ``ended_at - started_at`` (never negative)."""
+        _aware(ended_at, "ended_at")
+        with _translated("finish_call", call_id):
+            async with self._sessions.begin() as session:
+                started_at = await session.scalar(select(Call.started_at).where(Call.id == call_id))
+                if started_at is None:
+                    raise _not_found("finish_call", call_id)
+                duration = max(0.0, (ended_at - started_at).total_seconds())
+                values = {"status": status, "end_reason": end_reason, "ended_at": ended_at}
+                await _update_row(
+                    session, "finish_call", call_id, values | {"duration_secs": duration}
+                )
+
+    async def add_records(self, call_id: str, records: Sequence[JournalAction]) -> None:
+        """Append records to a call in one transaction, keeping their order."""
+        if not records:
+            return
+        with _translated("add_records", call_id):
+            async with self._sessions.begin() as session:
+                end = await session.scalar(
+                    update(Call)
+                    .where(Call.id == call_id)
+                    .values(record_count=Call.record_count + len(records))
+                    .returning(Call.record_count)
+                    .execution_options(synchronize_session=False)
+                )
+                if end is None:
+                    raise _not_found("add_records", call_id)
+                tables: dict[type[Base], list[dict[str, Any]]] = {}
+                for seq, record in enumerate(records, start=end - len(records)):
+                    table, row = record_row(call_id, seq, record)
+                    tables.setdefault(table, []).append(row)
+                for model, rows in tables.items():
+                    await session.execute(insert(model), rows)
+
+    async def list_calls(
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        since_id: str | None = None,
+        call_sid: str | None = None,
+        limit: int = 50,
+    ) -> list[CallSummary]:
+        """Calls matching every given filter.
+
+        ``started_after <= started_at < started_before``. With ``since_id``: the calls whose id is
+        greater, oldest id first (delta paging); without: newest first.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = select(Call)
+        if agent is not None:
+            query = query.where(Call.agent == agent)
+        if status is not None:
+            query = query.where(Call.status == status)
+        if call_sid is not None:
+            query = query.where(Call.call_sid == call_sid)
+        if started_after is not None:
+            query = query.where(Call.started_at >= _aware(started_after, "started_after"))
+        if started_before is not None:
+            query = query.where(Call.started_at < _aware(started_before, "started_before"))
+        if since_id is not None:
+            query = query.where(Call.id > since_id).order_by(Call.id)
+        else:
+            query = query.order_by(Call.started_at.desc(), Call.id.desc())
+        with _translated("list_calls"):
+            async with self._sessions() as session:
+                rows = await session.scalars(query.limit(limit))
+                return [row.summary() for row in rows]
+
+    async def get_call(self, call_id: str) -> CallDetail | None:
+        """The call with its transcript, events and tool calls, or ``None`` if unknown."""
+        with _translated("get_call", call_id):
+            async with self._sessions() as session:
+                row = await session.get(Call, call_id)
+                if row is None:
+                    return None
+                turns = await session.scalars(_records_of(Turn, call_id))
+                transcript = tuple(turn.record() for turn in turns)
+                events = await session.scalars(_records_of(Event, call_id))
+                timeline = tuple(item.record() for item in events)
+                tools = await session.scalars(_records_of(ToolCall, call_id))
+                tool_calls = tuple(tool_call.record() for tool_call in tools)
+                summary = row.summary()
+        return CallDetail(summary, transcript, timeline, tool_calls)
+
+
+def _not_found(operation: str, call_id: str) -> CallNotFound:
+    return CallNotFound(f"call {call_id} not found", operation=operation, call_id=call_id)
+
+
+async def _update_row(
+    session: AsyncSession, operation: str, call_id: str, values: dict[str, Any]
+) -> None:
+    changed = await session.scalar(
+        update(Call)
+        .where(Call.id == call_id)
+        .values(**values)
+        .returning(Call.id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed is None:
+        raise _not_found(operation, call_id)
+
+
+def _records_of(model: type[_Record], call_id: str) -> Select[_Record]:
+    query = select(model).where(model.call_id == call_id)
+    return query.order_by(model.time_in_call_secs, model.seq)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()

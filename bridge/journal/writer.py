@@ -1,0 +1,303 @@
+"""The journal writer: keeps database writes off the audio hot path.
+
+The call runtime *submits* (plain, synchronous calls that only put on a bounded queue and never
+wait); one background task drains the queue in batches and writes through a
+:class:`~bridge.journal.store.JournalStore`.
+
+Within a batch, each call's operations run in the order they were submitted, and consecutive
+records of one call go to the store as one ``add_records`` transaction, however the submits of
+many calls interleave. Calls are written in the order they first appear in the batch.
+
+A failed write is retried with backoff when it may help (``JournalError.retryable`` or an
+unexpected exception), then logged with the call id and dropped; the writer itself never stops. A
+full queue drops the submission, logs it and counts it in :attr:`JournalWriter.dropped`. Log lines
+carry the call id (in the text and as ``extra["call_id"]``), never transcript text.
+
+Submit only from the event loop's thread: ``asyncio.Queue`` is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Unpack
+
+from bridge.journal.models import UPDATABLE_FIELDS, CallUpdate
+from bridge.journal.store import JournalError, JournalStore
+from bridge.session.actions import JournalAction
+
+__all__ = ["JournalWriter"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Started:
+    call_id: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Updated:
+    call_id: str
+    fields: CallUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    call_id: str
+    records: list[JournalAction]
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    call_id: str
+    status: str
+    end_reason: str | None
+    ended_at: datetime
+
+
+_Op = _Started | _Updated | _Recorded | _Finished
+
+
+class JournalWriter:
+    """Queue journal writes from the hot path; write them from one background task."""
+
+    def __init__(
+        self,
+        store: JournalStore,
+        *,
+        max_queue: int = 100_000,
+        max_batch: int = 1_000,
+        retry_delays: Sequence[float] = (0.2, 1.0),
+    ) -> None:
+        self._store = store
+        self._queue: asyncio.Queue[_Op] = asyncio.Queue(maxsize=max_queue)
+        self._max_batch = max_batch
+        self._retry_delays = tuple(retry_delays)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._submitted = 0  # operations accepted onto the queue
+        self._completed = 0  # ... of which written, or given up on
+        self._progress = asyncio.Condition()
+        self.dropped = 0
+        """Operations dropped because the queue was full or the writer closed."""
+        self.failed = 0
+        """Operations given up on after their retries."""
+
+    # --- the hot path: synchronous, never waits ------------------------------------------------
+
+    def call_started(
+        self,
+        call_id: str,
+        *,
+        carrier: str,
+        started_at: datetime,
+        agent: str | None = None,
+        call_sid: str | None = None,
+        stream_sid: str | None = None,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        status: str = "in-progress",
+    ) -> None:
+        """Submit :meth:`JournalStore.create_call` (same arguments)."""
+        _require_aware(started_at, "started_at")
+        fields = {"carrier": carrier, "started_at": started_at, "agent": agent}
+        fields |= {"call_sid": call_sid, "stream_sid": stream_sid, "status": status}
+        fields |= {"from_number": from_number, "to_number": to_number}
+        fields["context"] = dict(context or {})
+        self._submit(_Started(call_id, fields))
+
+    def call_updated(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
+        """Submit :meth:`JournalStore.update_call`. Unknown field names raise ``TypeError`` now."""
+        unknown = set(fields) - UPDATABLE_FIELDS
+        if unknown:
+            raise TypeError(f"call_updated cannot change {sorted(unknown)}")
+        if "context" in fields:
+            fields["context"] = dict(fields["context"] or {})  # the caller may reuse its dict
+        self._submit(_Updated(call_id, fields))
+
+    def record(self, call_id: str, action: JournalAction) -> None:
+        """Submit one transcript turn, event or tool call of the call."""
+        self._submit(_Recorded(call_id, [action]))
+
+    def call_finished(
+        self, call_id: str, *, status: str, end_reason: str | None, ended_at: datetime
+    ) -> None:
+        """Submit :meth:`JournalStore.finish_call`."""
+        _require_aware(ended_at, "ended_at")
+        self._submit(_Finished(call_id, status, end_reason, ended_at))
+
+    def _submit(self, op: _Op) -> None:
+        if self._closed:
+            self._drop(op, "the writer is closed")
+            return
+        try:
+            self._queue.put_nowait(op)
+        except asyncio.QueueFull:
+            self._drop(op, "the queue is full")
+            return
+        self._submitted += 1
+
+    def _drop(self, op: _Op, why: str) -> None:
+        self.dropped += 1
+        logger.error(
+            "call %s: journal %s dropped, %s (%d dropped so far)",
+            op.call_id,
+            _describe(op),
+            why,
+            self.dropped,
+            extra={"call_id": op.call_id},
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Operations submitted and not yet written or given up on (counted by whole batches)."""
+        return self._submitted - self._completed
+
+    async def start(self) -> None:
+        """Start the background task (submits before this wait on the queue)."""
+        if self._closed:
+            raise RuntimeError("the journal writer is closed")
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="journal-writer")
+
+    async def flush(self) -> None:
+        """Wait until every operation submitted so far is written or given up on."""
+        target = self._submitted
+        if self._completed >= target:
+            return
+        if self._task is None or self._task.done():
+            raise RuntimeError("the journal writer is not running; call start() first")
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._completed >= target)
+
+    async def close(self) -> None:
+        """Flush, then stop; later submits are dropped.
+
+        To bound shutdown, wrap in ``asyncio.timeout()``: when cancelled, the background task is
+        stopped all the same and the unwritten operations are counted in the log.
+        """
+        self._closed = True
+        task, self._task = self._task, None
+        try:
+            if task is not None:
+                await self._flush_until(task)
+        finally:
+            if self.pending:
+                logger.error(
+                    "journal writer stopped with %d writes not confirmed written", self.pending
+                )
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _flush_until(self, task: asyncio.Task[None]) -> None:
+        target = self._submitted
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._completed >= target or task.done())
+
+    # --- the background task -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            for step in _plan(batch):
+                await self._write(step)
+            async with self._progress:
+                self._completed += len(batch)
+                self._progress.notify_all()
+
+    async def _write(self, op: _Op) -> None:
+        for attempt in range(len(self._retry_delays) + 1):
+            try:
+                await self._apply(op)
+            except Exception as exc:
+                retryable = not isinstance(exc, JournalError) or exc.retryable
+                if retryable and attempt < len(self._retry_delays):
+                    delay = self._retry_delays[attempt]
+                    logger.warning(
+                        "call %s: journal %s failed (%s), retry in %ss",
+                        op.call_id,
+                        _describe(op),
+                        _reason(exc),
+                        delay,
+                        extra={"call_id": op.call_id},
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                self.failed += 1
+                logger.error(
+                    "call %s: journal %s lost after %d attempt(s): %s",
+                    op.call_id,
+                    _describe(op),
+                    attempt + 1,
+                    _reason(exc),
+                    extra={"call_id": op.call_id},
+                )
+            return
+
+    async def _apply(self, op: _Op) -> None:
+        match op:
+            case _Started():
+                await self._store.create_call(op.call_id, **op.fields)
+            case _Updated():
+                await self._store.update_call(op.call_id, **op.fields)
+            case _Recorded():
+                await self._store.add_records(op.call_id, op.records)
+            case _Finished():
+                await self._store.finish_call(
+                    op.call_id, status=op.status, end_reason=op.end_reason, ended_at=op.ended_at
+                )
+
+
+def _plan(batch: list[_Op]) -> list[_Op]:
+    """Per-call order kept; calls in order of first appearance; consecutive records merged."""
+    by_call: dict[str, list[_Op]] = {}
+    for op in batch:
+        steps = by_call.setdefault(op.call_id, [])
+        if not isinstance(op, _Recorded):
+            steps.append(op)
+        elif steps and isinstance(steps[-1], _Recorded):
+            steps[-1].records.extend(op.records)
+        else:
+            steps.append(_Recorded(op.call_id, list(op.records)))  # a list of its own to extend
+    return [step for steps in by_call.values() for step in steps]
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    # Checked at submit time: a naive datetime is a bug to raise where it is made.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def _describe(op: _Op) -> str:
+    match op:
+        case _Started():
+            return "call start"
+        case _Updated():
+            return f"update of {sorted(op.fields)}"
+        case _Recorded():
+            return f"{len(op.records)} record(s)"
+        case _Finished():
+            return "call end"
+
+
+def _reason(exc: Exception) -> str:
+    # JournalError messages carry no row values. Any other exception is logged by type and the
+    # line that raised it, without message or traceback text: those may quote a transcript.
+    if isinstance(exc, JournalError):
+        return str(exc)
+    raised_at = traceback.extract_tb(exc.__traceback__)[-1]  # a caught exception has a frame
+    return f"unexpected {type(exc).__name__} at {raised_at.filename}:{raised_at.lineno}"
