@@ -30,10 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
-    if args.command == "simulate":
-        return asyncio.run(simulate_cli.run_simulate(args))
-    parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse enforces it
-    return 2  # pragma: no cover
+    return asyncio.run(simulate_cli.run_simulate(args))  # "simulate": argparse allows no other
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -227,14 +227,14 @@ class CallRuntime:
         await self._apply(self.session.handle(event, self.clock()))
 
     async def _apply(self, actions: list[act.Action]) -> None:
+        send_text = self.socket.send_text
         for action in actions:
-            kind = type(action)
-            if kind is act.PlayAudio:
-                await self.socket.send_text(self.codec.media(action.payload))
-            elif kind is act.SendMark:
-                await self.socket.send_text(self.codec.mark(action.name))
-            elif kind is act.ClearPlayback:
-                await self.socket.send_text(self.codec.clear())
+            if isinstance(action, act.PlayAudio):
+                await send_text(self.codec.media(action.payload))
+            elif isinstance(action, act.SendMark):
+                await send_text(self.codec.mark(action.name))
+            elif isinstance(action, act.ClearPlayback):
+                await send_text(self.codec.clear())
             elif isinstance(action, act.JournalTurn | act.JournalEvent | act.JournalToolCall):
                 self.services.journal.record(self.call_id, action)
             elif isinstance(action, act.RunTool):
@@ -242,14 +242,15 @@ class CallRuntime:
             elif isinstance(action, act.HangUp):
                 self._hangup = action
                 self._done.set()
+            elif self.engine is None:
+                continue
             elif isinstance(action, act.SendAudio):
-                if self.engine is not None:
-                    payload = action.payload
-                    if self._to_engine is not None:
-                        payload = self._to_engine.convert(payload)
-                    await self.engine.send_audio(payload)
-            elif self.engine is not None:
-                await self.engine.send(action)  # type: ignore[arg-type]
+                payload = action.payload
+                if self._to_engine is not None:
+                    payload = self._to_engine.convert(payload)
+                await self.engine.send_audio(payload)
+            else:
+                await self.engine.send(action)
         self._reschedule()
 
     def _reschedule(self) -> None:
