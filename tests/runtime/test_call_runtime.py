@@ -29,6 +29,7 @@ from bridge.session import actions as act
 from bridge.session import events as ev
 from bridge.simulate.wire import StreamEncoder
 from bridge.tools.webhook import ToolDispatcher
+from tests.waiting import until
 
 ENC = StreamEncoder(stream_sid="MZ1", account_sid="AC1", call_sid="CA1")
 
@@ -151,14 +152,12 @@ async def test_audio_flows_both_ways_and_hangup_completes(services: Any) -> None
     sock = MemorySocket()
     sock.feed(ENC.connected(), start(agent="plain"), ENC.media(b"\x11" * 160))
     task = asyncio.create_task(run_call(svc, sock))
-    while not engines or len(engines[0].audio) < 160:
-        await asyncio.sleep(0.01)
+    await until(lambda: engines and len(engines[0].audio) >= 160)
     engine = engines[0]
     assert bytes(engine.audio) == b"\x11" * 160
     engine.queue.put_nowait(ev.ResponseStarted("r1"))
     engine.queue.put_nowait(ev.AgentAudio("r1", "i1", b"\x22" * 320))
-    while len(sock.sent) < 4:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(sock.sent) >= 4)
     kinds = [m["event"] for m in sock.sent]
     assert kinds == ["media", "mark", "media", "mark"]
     assert base64.b64decode(sock.sent[0]["media"]["payload"]) == b"\x22" * 160
@@ -180,7 +179,7 @@ async def test_no_start_is_journaled_as_failed(services: Any) -> None:
 
 
 async def test_bad_frames_are_journaled_and_the_call_goes_on(services: Any) -> None:
-    svc, engines = services
+    svc, _ = services
     sock = MemorySocket()
     sock.feed(ENC.media(b"\x00" * 160), "{not json", start(agent="plain"), '{"event":"wat"}')
     sock.feed('{"event":"media","streamSid":"MZ1","media":{"payload":"@@@"}}')
@@ -221,8 +220,7 @@ async def test_engine_closing_mid_call_fails_the_call_and_closes_the_carrier(ser
     sock = MemorySocket()
     sock.feed(start(agent="plain"))
     task = asyncio.create_task(run_call(svc, sock))
-    while not engines:
-        await asyncio.sleep(0.01)
+    await until(lambda: engines)
     engines[0].queue.put_nowait(ev.EngineClosed("code 1011: upstream died"))
     result = await task
     assert result["status"] == "failed"
@@ -235,8 +233,7 @@ async def test_initial_message_is_requested_when_the_engine_is_ready(services: A
     sock = MemorySocket()
     sock.feed(start(agent="greeter"))
     task = asyncio.create_task(run_call(svc, sock))
-    while not engines or not engines[0].actions:
-        await asyncio.sleep(0.01)
+    await until(lambda: engines and engines[0].actions)
     (create,) = engines[0].actions
     assert isinstance(create, act.CreateResponse)
     assert create.instructions is not None and "Hello!" in create.instructions
@@ -249,8 +246,7 @@ async def test_a_bug_ends_only_that_call(services: Any, monkeypatch: pytest.Monk
     sock = MemorySocket()
     sock.feed(start(agent="plain"))
     task = asyncio.create_task(run_call(svc, sock))
-    while not engines:
-        await asyncio.sleep(0.01)
+    await until(lambda: engines)
 
     def boom(self: object, event: object, now: float) -> list[act.Action]:
         raise RuntimeError("bug")
