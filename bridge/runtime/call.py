@@ -224,9 +224,11 @@ class CallRuntime:
     # -- carrying out actions ----------------------------------------------------------------
 
     async def _handle(self, event: ev.Event) -> None:
-        await self._apply(self.session.handle(event, self.clock()))
+        now = self.clock()
+        await self._apply(self.session.handle(event, now), now)
 
-    async def _apply(self, actions: list[act.Action]) -> None:
+    async def _apply(self, actions: list[act.Action], since: float | None = None) -> None:
+        """Carry out ``actions`` in order; ``since`` is when the event behind them arrived."""
         send_text = self.socket.send_text
         for action in actions:
             if isinstance(action, act.PlayAudio):
@@ -235,6 +237,8 @@ class CallRuntime:
                 await send_text(self.codec.mark(action.name))
             elif isinstance(action, act.ClearPlayback):
                 await send_text(self.codec.clear())
+                if since is not None:
+                    self._journal_clear(since)
             elif isinstance(action, act.JournalTurn | act.JournalEvent | act.JournalToolCall):
                 self.services.journal.record(self.call_id, action)
             elif isinstance(action, act.RunTool):
@@ -252,6 +256,14 @@ class CallRuntime:
             else:
                 await self.engine.send(action)
         self._reschedule()
+
+    def _journal_clear(self, since: float) -> None:
+        now = self.clock()
+        latency_ms = round((now - since) * 1000, 3)
+        event = act.JournalEvent(
+            "carrier_cleared", self.session.time_in_call(now), {"latency_ms": latency_ms}
+        )
+        self.services.journal.record(self.call_id, event)
 
     def _reschedule(self) -> None:
         deadline = self.session.next_deadline()
