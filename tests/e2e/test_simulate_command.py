@@ -1,0 +1,59 @@
+"""`callbridge simulate` against the real server: a WAV in, the journal transcript out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from bridge.audio.wav import write_wav
+from bridge.simulate import cli as simulate_cli
+from tests.e2e.conftest import run_bridge
+from tests.fakes.openai_realtime import FakeRealtimeServer
+from tests.fakes.openai_script import Reply, scripted
+from tests.speech import synthesize
+
+pytestmark = pytest.mark.speech
+
+SENTENCE = "hello I would like to book an appointment tomorrow"
+
+
+async def test_simulate_prints_transcript_and_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pcm, rate = synthesize(SENTENCE)
+    wav = tmp_path / "caller.wav"
+    write_wav(wav, pcm, rate)
+    async with (
+        FakeRealtimeServer(
+            scripted(Reply.say("sure tomorrow works")), transcription_phrases=[SENTENCE]
+        ) as fake,
+        run_bridge(tmp_path, fake.url) as bridge,
+    ):
+        parser = argparse.ArgumentParser()
+        simulate_cli.add_parser(parser.add_subparsers(dest="command"))
+        out_wav = tmp_path / "heard.wav"
+        args = parser.parse_args(
+            [
+                "simulate",
+                "--url",
+                bridge.ws_url,
+                "--wav",
+                str(wav),
+                "--agent",
+                "greeter",
+                "--out-wav",
+                str(out_wav),
+                "--timeout",
+                "40",
+            ]
+        )
+        code = await simulate_cli.run_simulate(args)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "agent: Thanks for calling Acme. How can I help you today?" in printed
+    assert f"user: {SENTENCE.lower()}" in printed
+    assert "agent: sure tomorrow works" in printed
+    assert "greeting" in printed.lower()
+    assert out_wav.stat().st_size > 8000
