@@ -8,6 +8,8 @@ audio is recognised again.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ HEARD = [
     REPLY,
     SHIPPED,
     "okay",
+    "thanks for calling goodbye",
     "sorry the line is busy please call again later",
     "your appointment is cancelled",
     "the weather in paris is sunny and warm",
@@ -176,3 +179,36 @@ async def test_tool_call_reaches_the_webhook_and_the_answer_is_spoken(
     assert tool_call["ok"] is True
     assert tool_call["arguments"] == {"order_id": "A1234"}
     assert {"tool_call", "tool_result"} <= set(kinds(call))
+
+
+async def test_end_call_lets_the_agent_finish_its_sentence(tmp_path: Path) -> None:
+    goodbye = "thanks for calling goodbye"
+    responder = scripted(Reply.say_then_call(goodbye, "end_call", {"reason": "caller is done"}))
+    async with (
+        FakeRealtimeServer(responder, transcription_phrases=PHRASES) as fake,
+        run_bridge(tmp_path, fake.url) as bridge,
+    ):
+        caller = bridge.caller(agent="listener")
+        async with caller.connect():
+            await caller.play(synthesize_ulaw8k(SENTENCE) + ulaw_silence(700))
+            await asyncio.wait_for(caller.closed_by_bridge.wait(), 20)
+            closed_at = time.monotonic()
+        call = await bridge.call_record(caller.call_sid)
+
+    (item,) = fake.items.values()
+    # the whole goodbye was played before the line closed
+    assert len(caller.received_audio) == item
+    assert closed_at >= caller.playback.idle_at() - 0.05
+    assert hear(caller.played_ulaw()) == goodbye
+    assert call["status"] == "completed"
+    assert call["end_reason"] == "agent ended the call"
+    (requested,) = [e["data"] for e in call["events"] if e["kind"] == "end_call_requested"]
+    assert requested == {"reason": "caller is done"}
+    # the model got its function output but was not asked for another response
+    outputs = [
+        e
+        for e in fake.received_of("conversation.item.create")
+        if e["item"]["type"] == "function_call_output"
+    ]
+    assert len(outputs) == 1
+    assert fake.received_of("response.create") == []

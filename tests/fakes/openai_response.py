@@ -141,6 +141,8 @@ async def _respond(session: RealtimeSession, turn: Turn, reply: Reply | None) ->
         else:
             audio = "audio" in response["output_modalities"]
             response["output"].append(await stream.message(reply.text, fmt if audio else None))
+            if reply.name and turn.cancel_reason is None:  # said something, then calls a tool
+                response["output"].append(await stream.function_call(reply))
     if turn.cancel_reason is not None:
         response["status"] = "cancelled"
         response["status_details"] = {"type": "cancelled", "reason": turn.cancel_reason}

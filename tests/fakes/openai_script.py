@@ -53,7 +53,8 @@ class FakeTurn:
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted response: speak ``text`` or call the function ``name`` with ``arguments``."""
+    """One scripted response: speak ``text``, call the function ``name`` with ``arguments``,
+    or both in that order (:meth:`say_then_call`)."""
 
     kind: Literal["say", "call"]
     text: str = ""
@@ -67,6 +68,11 @@ class Reply:
     @classmethod
     def call(cls, name: str, arguments: dict[str, Any] | None = None) -> Reply:
         return cls(kind="call", name=name, arguments=dict(arguments or {}))
+
+    @classmethod
+    def say_then_call(cls, text: str, name: str, arguments: dict[str, Any] | None = None) -> Reply:
+        """One response that speaks ``text`` and then calls ``name`` (e.g. goodbye + end_call)."""
+        return cls(kind="say", text=text, name=name, arguments=dict(arguments or {}))
 
 
 Responder = Callable[[FakeTurn], "Reply | None"]
