@@ -221,7 +221,7 @@ class CallSession:
         return [act.AddUserText(text), *self._request_response()]
 
     def _on_mark(self, event: ev.PlaybackMark, now: float) -> list[act.Action]:
-        if not self.ledger.acknowledge(event.name):
+        if not self.ledger.acknowledge(event.name, now):
             return []
         out: list[act.Action] = list(self._turns.on_played(self.time_in_call))
         return out + self._maybe_finish_ending(now)
@@ -255,15 +255,17 @@ class CallSession:
         out: list[act.Action] = []
         response = self._response_id
         queued = self.ledger.audible or bool(self._framer.pending)
+        cut = self.ledger.pending_items()
+        cut += [i for i in self._turns.unfinished_of(response) if i not in cut]
+        interrupted = self._turns.interrupt(cut, now)  # heard positions, before the flush
         if queued:
             out.append(act.ClearPlayback())
             self._framer.reset()
             self._framing_item = None
-        cut = self.ledger.flush() if queued else []
-        cut += [i for i in self._turns.unfinished_of(response) if i not in cut]
-        if cut:
+            self.ledger.flush()
+        if interrupted:
             self.stats.barge_ins += 1
-            for item in self._turns.interrupt(cut):
+            for item in interrupted:
                 if self.config.capabilities.truncates:
                     out.append(act.TruncateAgent(item.item_id, item.heard_ms))
                 self._cancelled.add(item.response_id)

@@ -3,7 +3,11 @@
 Every chunk of agent audio sent to the carrier is followed by a mark. When the carrier reports the
 mark, everything queued before it has been played, so the item's *heard* position advances to the
 mark's position. This — not a wall-clock guess — is what ``conversation.item.truncate`` gets on
-barge-in. Precision is one chunk (20 ms by default).
+barge-in.
+
+Between two marks the position is refined with the time since the last acknowledgement, never
+beyond the next unacknowledged mark: the marks bound the answer, the clock only places it within
+one chunk (20 ms by default). Without that refinement the figure is floored to the chunk grid.
 
 After a ``clear`` the carrier answers every pending mark at once; those answers mean "flushed",
 not "played", so they are remembered and ignored.
@@ -34,6 +38,7 @@ class PlaybackLedger:
         self._flushed: set[str] = set()
         self._sent_ms: dict[str, float] = {}
         self._heard_ms: dict[str, float] = {}
+        self._acked_at: float | None = None
         self._counter = 0
 
     # -- sending -----------------------------------------------------------------------------
@@ -49,8 +54,8 @@ class PlaybackLedger:
 
     # -- acknowledgements --------------------------------------------------------------------
 
-    def acknowledge(self, name: str) -> bool:
-        """The carrier reports mark ``name``. Returns False for unknown or flushed marks.
+    def acknowledge(self, name: str, now: float | None = None) -> bool:
+        """The carrier reports mark ``name`` at ``now``. False for unknown or flushed marks.
 
         Carriers play in order, so a mark also acknowledges every mark queued before it.
         """
@@ -59,6 +64,7 @@ class PlaybackLedger:
             return False
         if not any(mark.name == name for mark in self._pending):
             return False
+        self._acked_at = now
         while self._pending:
             mark = self._pending.popleft()
             self._heard_ms[mark.item_id] = mark.position_ms
@@ -81,6 +87,10 @@ class PlaybackLedger:
 
     # -- queries -----------------------------------------------------------------------------
 
+    def pending_items(self) -> list[str]:
+        """Items with audio queued at the carrier, oldest first (each once)."""
+        return list(dict.fromkeys(mark.item_id for mark in self._pending))
+
     @property
     def audible(self) -> bool:
         """Is agent audio queued at the carrier and not yet reported played?"""
@@ -91,9 +101,18 @@ class PlaybackLedger:
         """The item the caller is hearing now (the oldest with unplayed audio)."""
         return self._pending[0].item_id if self._pending else None
 
-    def heard_ms(self, item_id: str) -> int:
-        """Milliseconds of ``item_id`` the carrier has reported played."""
-        return int(self._heard_ms.get(item_id, 0.0))
+    def heard_ms(self, item_id: str, now: float | None = None) -> int:
+        """Milliseconds of ``item_id`` the caller has heard.
+
+        The position of the last acknowledged mark, plus — when ``now`` is given and the item is
+        still playing — the time since that acknowledgement, capped at the next pending mark.
+        """
+        heard = self._heard_ms.get(item_id, 0.0)
+        if now is not None and self._acked_at is not None and item_id in self._heard_ms:
+            nxt = self._pending[0] if self._pending else None
+            if nxt is not None and nxt.item_id == item_id:
+                heard = min(nxt.position_ms, heard + max(0.0, now - self._acked_at) * 1000.0)
+        return round(heard)
 
     def sent_ms(self, item_id: str) -> int:
         """Milliseconds of ``item_id`` sent to the carrier so far."""

@@ -73,15 +73,15 @@ class AgentTurns:
             out += self._journal(item, time_in_call)
         return out
 
-    def interrupt(self, item_ids: list[str]) -> list[AgentItem]:
-        """Mark items cut short; return them with ``heard_ms`` from the ledger."""
+    def interrupt(self, item_ids: list[str], now: float | None = None) -> list[AgentItem]:
+        """Mark items cut short at ``now``; return them with ``heard_ms`` from the ledger."""
         cut: list[AgentItem] = []
         for item_id in item_ids:
             item = self._items.get(item_id)
             if item is None or item.finished:
                 continue
             item.finished = item.interrupted = True
-            item.heard_ms = self._ledger.heard_ms(item_id)
+            item.heard_ms = self._ledger.heard_ms(item_id, now)
             item.sent_ms = self._ledger.sent_ms(item_id)
             if item in self._playing:
                 self._playing.remove(item)

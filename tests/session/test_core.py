@@ -252,3 +252,24 @@ def test_start_failure_ends_the_call_with_the_reason() -> None:
     out = s.handle(ev.StartFailed("prompt 'support' needs variables not provided: x"), 0.0)
     assert of(out, act.HangUp)[0].status == "failed"
     assert of(out, act.JournalEvent)[0].data["message"].startswith("prompt")
+
+
+def test_heard_audio_is_refined_between_marks_but_never_past_the_next_one() -> None:
+    s = started()
+    s.handle(ev.ResponseStarted("r1"), 1.0)
+    out = speak(s, 1000, 1.0)
+    ack_all(s, out, 1.5, upto=23)  # mark at 460 ms acknowledged at t=1.5
+    assert s.ledger.heard_ms("i1", 1.512) == 472  # 12 ms into the next chunk
+    assert s.ledger.heard_ms("i1", 1.9) == 480  # capped: the 480 ms mark is not acknowledged
+    barge = s.handle(ev.SpeechStarted("u2"), 1.507)
+    assert of(barge, act.TruncateAgent) == [act.TruncateAgent("i1", 467)]
+
+
+def test_flushed_mark_echoes_do_not_move_the_clock() -> None:
+    s = started()
+    s.handle(ev.ResponseStarted("r1"), 1.0)
+    out = speak(s, 200, 1.0)
+    ack_all(s, out, 1.1, upto=2)
+    s.handle(ev.SpeechStarted("u2"), 1.105)
+    ack_all(s, out, 5.0)  # the carrier echoes the flushed marks much later
+    assert s.ledger.heard_ms("i1", 5.0) == 40
