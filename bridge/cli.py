@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from bridge import __version__
+from bridge.api.asgi import configure_logging
 from bridge.config import Settings
 from bridge.errors import ConfigError
 from bridge.simulate import cli as simulate_cli
@@ -44,12 +44,11 @@ def serve_command(args: argparse.Namespace) -> int:
     overrides = {"host": args.host, "port": args.port, "workers": args.workers}
     settings = settings.with_(**{k: v for k, v in overrides.items() if v is not None})
     level = (args.log_level or settings.log_level).lower()
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(level)
     # Workers re-read the environment: pass the CLI's choices down that way.
     os.environ["CALLBRIDGE_HOST"] = settings.host
     os.environ["CALLBRIDGE_PORT"] = str(settings.port)
+    os.environ["CALLBRIDGE_LOG_LEVEL"] = level
     uvicorn.run(
         "bridge.api.asgi:build",
         factory=True,
