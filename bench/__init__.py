@@ -1,0 +1,1 @@
+"""Load test harness for callbridge: ``python -m bench.run`` (see bench/README.md)."""
