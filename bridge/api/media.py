@@ -22,7 +22,8 @@ class StarletteSocket:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
-        self._closed = False
+        self._closed = False  # we closed it: nothing more to send or read
+        self._send_failed = False  # the peer went away mid-send; its last frames may still be read
 
     async def receive(self) -> str | bytes | None:
         if self._closed:
@@ -42,12 +43,13 @@ class StarletteSocket:
         return data if data is not None else b""
 
     async def send_text(self, text: str) -> None:
-        if self._closed:
+        if self._closed or self._send_failed:
             return
         try:
             await self._ws.send_text(text)
         except (WebSocketDisconnect, RuntimeError, OSError):
-            self._closed = True
+            # Keep reading: a ``stop`` the carrier sent before it closed is still queued.
+            self._send_failed = True
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self._closed:

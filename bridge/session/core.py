@@ -75,27 +75,6 @@ class CallSession:
         self._digits: list[str] = []
         self._dtmf_deadline: float | None = None
         self._end_deadline: float | None = None
-        self._handlers: dict[type, Callable[[Any, float], list[act.Action]]] = {
-            ev.CallStarted: self._on_started,
-            ev.StartFailed: self._on_start_failed,
-            ev.CallerAudio: self._on_caller_audio,
-            ev.CallerDtmf: self._on_dtmf,
-            ev.PlaybackMark: self._on_mark,
-            ev.CallerHangup: self._on_hangup,
-            ev.EngineReady: self._on_engine_ready,
-            ev.SpeechStarted: self._on_speech_started,
-            ev.SpeechStopped: self._ignore,
-            ev.ResponseStarted: self._on_response_started,
-            ev.AgentAudio: self._on_agent_audio,
-            ev.AgentAudioDone: self._on_agent_audio_done,
-            ev.AgentTranscript: self._on_agent_transcript,
-            ev.UserTranscript: self._on_user_transcript,
-            ev.ResponseDone: self._on_response_done,
-            ev.ToolCallRequested: self._on_tool_call,
-            ev.ToolResult: self._on_tool_result,
-            ev.EngineError: self._on_engine_error,
-            ev.EngineClosed: self._on_engine_closed,
-        }
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -105,7 +84,7 @@ class CallSession:
         if kind not in HANDLED[self.state]:
             self.stats.ignored_events += 1
             return []
-        return self._handlers[kind](event, now)
+        return _HANDLERS[kind](self, event, now)
 
     def caller_audio(self, payload: bytes) -> act.SendAudio | None:
         """Hot path for one caller frame: the ``SendAudio`` to forward, or None (buffered)."""
@@ -419,5 +398,30 @@ class CallSession:
             return []
         return self._end(now, "agent ended the call", "completed")
 
+
+_Handler = Callable[[CallSession, Any, float], list[act.Action]]
+_HANDLERS: dict[type, _Handler] = {
+    ev.CallStarted: CallSession._on_started,
+    ev.StartFailed: CallSession._on_start_failed,
+    ev.CallerAudio: CallSession._on_caller_audio,
+    ev.CallerDtmf: CallSession._on_dtmf,
+    ev.PlaybackMark: CallSession._on_mark,
+    ev.CallerHangup: CallSession._on_hangup,
+    ev.EngineReady: CallSession._on_engine_ready,
+    ev.SpeechStarted: CallSession._on_speech_started,
+    ev.SpeechStopped: CallSession._ignore,
+    ev.ResponseStarted: CallSession._on_response_started,
+    ev.AgentAudio: CallSession._on_agent_audio,
+    ev.AgentAudioDone: CallSession._on_agent_audio_done,
+    ev.AgentTranscript: CallSession._on_agent_transcript,
+    ev.UserTranscript: CallSession._on_user_transcript,
+    ev.ResponseDone: CallSession._on_response_done,
+    ev.ToolCallRequested: CallSession._on_tool_call,
+    ev.ToolResult: CallSession._on_tool_result,
+    ev.EngineError: CallSession._on_engine_error,
+    ev.EngineClosed: CallSession._on_engine_closed,
+}
+"""Event type → handler. A class-level table: a session holds no bound methods of itself, so
+it forms no reference cycle and is freed as soon as its call ends (no full GC needed)."""
 
 __all__ = ["END_CALL_TOOL", "AgentItem", "CallSession", "SessionStats"]
