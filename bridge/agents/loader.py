@@ -31,6 +31,8 @@ DEFAULT_SECRET_ENV = "CALLBRIDGE_TOOL_SECRET"
 """Environment variable holding the tool-webhook HMAC secret when an agent names none."""
 
 RESERVED_TOOL_NAMES = frozenset({"end_call"})
+AUDIO_FORMATS = ("pcmu", "pcma", "pcm16/8000", "pcm16/16000", "pcm16/24000")
+"""Engine audio formats an agent may ask for (the engine must speak it too)."""
 """Built-in tools an agent may not redefine."""
 
 _AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -118,6 +120,7 @@ _AGENT_KEYS = frozenset(
         "end_call",
         "max_duration_s",
         "dtmf_flush_s",
+        "audio_format",
         "tool_secret_env",
         "variables",
         "tools",
@@ -156,6 +159,9 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
     end_call = fields.boolean("end_call")
     max_duration_s = fields.number("max_duration_s")
     dtmf_flush_s = fields.number("dtmf_flush_s")
+    audio_format = fields.string("audio_format")
+    if audio_format is not None and audio_format not in AUDIO_FORMATS:
+        raise fields.error("audio_format", f"must be one of {', '.join(AUDIO_FORMATS)}")
     return Agent(
         name=name,
         engine=fields.string("engine") or base.engine,
@@ -175,6 +181,7 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         end_call_enabled=base.end_call_enabled if end_call is None else end_call,
         max_duration_s=base.max_duration_s if max_duration_s is None else max_duration_s,
         dtmf_flush_s=base.dtmf_flush_s if dtmf_flush_s is None else dtmf_flush_s,
+        audio_format=audio_format,
     )
 
 

@@ -43,3 +43,5 @@ class Agent:
     max_duration_s: float = 3600.0
     dtmf_flush_s: float = 1.5
     """Pressed digits are collected and handed to the model after this pause (or on ``#``)."""
+    audio_format: str | None = None
+    """Engine audio format; None = the carrier's own when the engine speaks it (no transcoding)."""

@@ -14,6 +14,7 @@ from bridge.engines.openai_realtime.protocol import (
     OpenAIRealtimeProtocol,
     RealtimeConfig,
 )
+from bridge.errors import ConfigError
 
 EngineFactory = Callable[[Agent, RenderedAgent, Settings, str, str], tuple[EngineClient, str]]
 
@@ -26,7 +27,11 @@ def choose_format(carrier_format: str, engine_formats: tuple[str, ...]) -> str:
 def openai_realtime(
     agent: Agent, rendered: RenderedAgent, settings: Settings, carrier_format: str, call_id: str
 ) -> tuple[EngineClient, str]:
-    audio_format = choose_format(carrier_format, CAPABILITIES.audio_formats)
+    audio_format = agent.audio_format or choose_format(carrier_format, CAPABILITIES.audio_formats)
+    if audio_format not in CAPABILITIES.audio_formats:
+        raise ConfigError(
+            f"agent {agent.name!r}: OpenAI Realtime does not take audio_format {audio_format!r}"
+        )
     protocol = OpenAIRealtimeProtocol(
         RealtimeConfig(
             model=agent.model,

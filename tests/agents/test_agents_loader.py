@@ -399,3 +399,15 @@ def test_registry_needs_its_default() -> None:
         AgentRegistry({"a": Agent(name="a")})
     with pytest.raises(ConfigError, match=r"\(agents: none\)"):
         AgentRegistry({}, default_name="x")
+
+
+def test_audio_format_is_checked(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    good = tmp_path / "hifi.toml"
+    good.write_text('instructions = "x"\naudio_format = "pcm16/24000"\n')
+    assert load_agent(good, prompts, {}).audio_format == "pcm16/24000"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('instructions = "x"\naudio_format = "mp3"\n')
+    with pytest.raises(ConfigError, match="audio_format: must be one of pcmu"):
+        load_agent(bad, prompts, {})

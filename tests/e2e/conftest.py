@@ -47,6 +47,10 @@ AGENTS: dict[str, str] = {
         timeout_s = 0.5
         parameters = {{ type = "object", properties = {{ order_id = {{ type = "string" }} }} }}
     """,
+    "hifi": """
+        instructions = "You are a helpful phone agent."
+        audio_format = "pcm16/24000"
+    """,
     "needs_name": """
         prompt = "personal"
     """,

@@ -212,3 +212,26 @@ async def test_end_call_lets_the_agent_finish_its_sentence(tmp_path: Path) -> No
     ]
     assert len(outputs) == 1
     assert fake.received_of("response.create") == []
+
+
+async def test_transcoding_agent_round_trip(tmp_path: Path) -> None:
+    """An agent that asks for PCM 24 kHz: μ-law 8k ↔ PCM16 24k through the bridge's resampler."""
+    async with (
+        FakeRealtimeServer(scripted(Reply.say(REPLY)), transcription_phrases=PHRASES) as fake,
+        run_bridge(tmp_path, fake.url) as bridge,
+    ):
+        caller = bridge.caller(agent="hifi")
+        async with caller.connect():
+            await caller.play(synthesize_ulaw8k(SENTENCE) + ulaw_silence(800))
+            await caller.wait_for_agent_audio(min_bytes=16000, timeout=20)
+            await caller.wait_until_quiet(quiet_s=0.6, timeout=15)
+        call = await bridge.call_record(caller.call_sid)
+    (update,) = fake.received_of("session.update")
+    pcm24 = {"type": "audio/pcm", "rate": 24000}
+    assert update["session"]["audio"]["input"]["format"] == pcm24
+    assert update["session"]["audio"]["output"]["format"] == pcm24
+    (item_bytes,) = fake.items.values()
+    # 24 kHz PCM16 is 48 bytes/ms, μ-law 8 bytes/ms: every millisecond arrived, none invented
+    assert abs(len(caller.received_audio) - item_bytes / 6) <= 8 * 20
+    assert hear(caller.played_ulaw()) == REPLY.lower()
+    assert [t["text"] for t in call["transcript"]] == [SENTENCE.lower(), REPLY]
