@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
@@ -54,6 +54,7 @@ __all__ = [
     "CallUpdate",
     "JournalError",
     "JournalStore",
+    "JournalTx",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -158,6 +159,15 @@ class JournalStore:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self, operation: str = "batch", call_id: str | None = None
+    ) -> AsyncIterator[JournalTx]:
+        """One transaction for several writes (the writer commits a whole batch at once)."""
+        with _translated(operation, call_id):
+            async with self._sessions.begin() as session:
+                yield JournalTx(session)
+
     async def create_call(
         self,
         call_id: str,
@@ -172,74 +182,38 @@ class JournalStore:
         context: Mapping[str, Any] | None = None,
         status: str = "in-progress",
     ) -> None:
-        row = Call(
-            id=call_id,
-            carrier=carrier,
-            started_at=_aware(started_at, "started_at"),
-            agent=agent,
-            call_sid=call_sid,
-            stream_sid=stream_sid,
-            from_number=from_number,
-            to_number=to_number,
-            context=dict(context or {}),
-            status=status,
-            record_count=0,
-        )
-        with _translated("create_call", call_id):
-            async with self._sessions.begin() as session:
-                session.add(row)
+        """Open a call's record."""
+        async with self.transaction("create_call", call_id) as tx:
+            await tx.create_call(
+                call_id,
+                carrier=carrier,
+                started_at=started_at,
+                agent=agent,
+                call_sid=call_sid,
+                stream_sid=stream_sid,
+                from_number=from_number,
+                to_number=to_number,
+                context=context,
+                status=status,
+            )
 
     async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
         """Change some of a call's fields (only those in :class:`CallUpdate`)."""
-        unknown = set(fields) - UPDATABLE_FIELDS
-        if unknown:
-            raise TypeError(f"update_call cannot change {sorted(unknown)}")
-        if not fields:
-            return
-        values: dict[str, Any] = dict(fields)
-        if "context" in values:
-            values["context"] = dict(values["context"] or {})
-        with _translated("update_call", call_id):
-            async with self._sessions.begin() as session:
-                await _update_row(session, "update_call", call_id, values)
+        async with self.transaction("update_call", call_id) as tx:
+            await tx.update_call(call_id, **fields)
 
     async def finish_call(
         self, call_id: str, *, status: str, end_reason: str | None, ended_at: datetime
     ) -> None:
         """Mark the call ended; ``duration_secs`` is ``ended_at - started_at`` (never negative)."""
-        _aware(ended_at, "ended_at")
-        with _translated("finish_call", call_id):
-            async with self._sessions.begin() as session:
-                started_at = await session.scalar(select(Call.started_at).where(Call.id == call_id))
-                if started_at is None:
-                    raise _not_found("finish_call", call_id)
-                duration = max(0.0, (ended_at - started_at).total_seconds())
-                values = {"status": status, "end_reason": end_reason, "ended_at": ended_at}
-                await _update_row(
-                    session, "finish_call", call_id, values | {"duration_secs": duration}
-                )
+        async with self.transaction("finish_call", call_id) as tx:
+            await tx.finish_call(call_id, status=status, end_reason=end_reason, ended_at=ended_at)
 
     async def add_records(self, call_id: str, records: Sequence[JournalAction]) -> None:
         """Append records to a call in one transaction, keeping their order."""
-        if not records:
-            return
-        with _translated("add_records", call_id):
-            async with self._sessions.begin() as session:
-                end = await session.scalar(
-                    update(Call)
-                    .where(Call.id == call_id)
-                    .values(record_count=Call.record_count + len(records))
-                    .returning(Call.record_count)
-                    .execution_options(synchronize_session=False)
-                )
-                if end is None:
-                    raise _not_found("add_records", call_id)
-                tables: dict[type[Base], list[dict[str, Any]]] = {}
-                for seq, record in enumerate(records, start=end - len(records)):
-                    table, row = record_row(call_id, seq, record)
-                    tables.setdefault(table, []).append(row)
-                for model, rows in tables.items():
-                    await session.execute(insert(model), rows)
+        if records:
+            async with self.transaction("add_records", call_id) as tx:
+                await tx.add_records(call_id, records)
 
     async def list_calls(
         self,
@@ -294,6 +268,88 @@ class JournalStore:
                 tool_calls = tuple(tool_call.record() for tool_call in tools)
                 summary = row.summary()
         return CallDetail(summary, transcript, timeline, tool_calls)
+
+
+class JournalTx:
+    """The writes of :class:`JournalStore`, inside one open transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def create_call(
+        self,
+        call_id: str,
+        *,
+        carrier: str,
+        started_at: datetime,
+        agent: str | None = None,
+        call_sid: str | None = None,
+        stream_sid: str | None = None,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        status: str = "in-progress",
+    ) -> None:
+        row = Call(
+            id=call_id,
+            carrier=carrier,
+            started_at=_aware(started_at, "started_at"),
+            agent=agent,
+            call_sid=call_sid,
+            stream_sid=stream_sid,
+            from_number=from_number,
+            to_number=to_number,
+            context=dict(context or {}),
+            status=status,
+            record_count=0,
+        )
+        self._session.add(row)
+
+    async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
+        unknown = set(fields) - UPDATABLE_FIELDS
+        if unknown:
+            raise TypeError(f"update_call cannot change {sorted(unknown)}")
+        if not fields:
+            return
+        values: dict[str, Any] = dict(fields)
+        if "context" in values:
+            values["context"] = dict(values["context"] or {})
+        await self._session.flush()
+        await _update_row(self._session, "update_call", call_id, values)
+
+    async def finish_call(
+        self, call_id: str, *, status: str, end_reason: str | None, ended_at: datetime
+    ) -> None:
+        _aware(ended_at, "ended_at")
+        session = self._session
+        await session.flush()
+        started_at = await session.scalar(select(Call.started_at).where(Call.id == call_id))
+        if started_at is None:
+            raise _not_found("finish_call", call_id)
+        duration = max(0.0, (ended_at - started_at).total_seconds())
+        values = {"status": status, "end_reason": end_reason, "ended_at": ended_at}
+        await _update_row(session, "finish_call", call_id, values | {"duration_secs": duration})
+
+    async def add_records(self, call_id: str, records: Sequence[JournalAction]) -> None:
+        if not records:
+            return
+        session = self._session
+        await session.flush()
+        end = await session.scalar(
+            update(Call)
+            .where(Call.id == call_id)
+            .values(record_count=Call.record_count + len(records))
+            .returning(Call.record_count)
+            .execution_options(synchronize_session=False)
+        )
+        if end is None:
+            raise _not_found("add_records", call_id)
+        tables: dict[type[Base], list[dict[str, Any]]] = {}
+        for seq, record in enumerate(records, start=end - len(records)):
+            table, row = record_row(call_id, seq, record)
+            tables.setdefault(table, []).append(row)
+        for model, rows in tables.items():
+            await session.execute(insert(model), rows)
 
 
 def _not_found(operation: str, call_id: str) -> CallNotFound:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bridge.journal.ids import new_call_id
-from bridge.journal.store import JournalError, JournalStore
+from bridge.journal.store import JournalError, JournalStore, JournalTx
 from bridge.journal.writer import JournalWriter
 from bridge.session.actions import JournalAction, JournalEvent, JournalToolCall, JournalTurn
 
@@ -21,24 +22,46 @@ SECRET = "my card number is 4111"  # must never show up in a log line
 
 
 class SpyStore(JournalStore):
-    """A real store that counts ``add_records`` calls and can fail, block or be slow."""
+    """A real store that counts ``add_records`` calls and transactions, and can fail or block.
+
+    Both write paths go through :meth:`transaction`, so the spy sees single writes and whole
+    batches alike.
+    """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.batches: list[tuple[str, int]] = []
+        self.transactions = 0
         self.failures: list[BaseException] = []  # raised one per attempt, first in first out
         self.fail_calls: set[str] = set()  # add_records for these always fails
         self.gate: asyncio.Event | None = None
 
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self, operation: str = "batch", call_id: str | None = None
+    ) -> AsyncIterator[JournalTx]:
+        self.transactions += 1
+        async with super().transaction(operation, call_id) as tx:
+            yield _SpyTx(tx, self)  # type: ignore[arg-type]
+
+
+class _SpyTx:
+    def __init__(self, tx: JournalTx, spy: SpyStore) -> None:
+        self._tx, self._spy = tx, spy
+        self.create_call = tx.create_call
+        self.update_call = tx.update_call
+        self.finish_call = tx.finish_call
+
     async def add_records(self, call_id: str, records: Sequence[JournalAction]) -> None:
-        self.batches.append((call_id, len(records)))
-        if self.gate is not None:
-            await self.gate.wait()
-        if call_id in self.fail_calls:
+        spy = self._spy
+        spy.batches.append((call_id, len(records)))
+        if spy.gate is not None:
+            await spy.gate.wait()
+        if call_id in spy.fail_calls:
             raise JournalError(f"refused for {call_id}", operation="add_records", retryable=False)
-        if self.failures:
-            raise self.failures.pop(0)
-        await super().add_records(call_id, records)
+        if spy.failures:
+            raise spy.failures.pop(0)
+        await self._tx.add_records(call_id, records)
 
 
 @pytest.fixture
@@ -105,7 +128,7 @@ async def test_consecutive_records_of_a_call_share_one_transaction(spy: SpyStore
 async def test_a_failing_write_is_retried_and_logged(
     spy: SpyStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writer = JournalWriter(spy, retry_delays=(0, 0))
+    writer = JournalWriter(spy, retry_delays=(0, 0), group_commit=False)
     call_id = new_call_id()
     _start(writer, call_id)
     writer.record(call_id, _turn(1))
@@ -129,7 +152,7 @@ async def test_a_failing_write_is_retried_and_logged(
 async def test_the_writer_survives_a_store_that_keeps_failing(
     spy: SpyStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writer = JournalWriter(spy, retry_delays=(0, 0))
+    writer = JournalWriter(spy, retry_delays=(0, 0), group_commit=False)
     doomed, fine, unlucky = new_call_id(), new_call_id(), new_call_id()
     for call_id in (doomed, fine, unlucky):
         _start(writer, call_id)
@@ -160,7 +183,7 @@ async def test_the_writer_survives_a_store_that_keeps_failing(
 async def test_writes_that_cannot_succeed_are_logged_once(
     spy: SpyStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writer = JournalWriter(spy, retry_delays=(0, 0))
+    writer = JournalWriter(spy, retry_delays=(0, 0), group_commit=False)
     never_started, twice = new_call_id(), new_call_id()
     writer.call_updated(never_started, call_sid="CA1")
     writer.call_finished(never_started, status="completed", end_reason=None, ended_at=T0)
@@ -305,3 +328,56 @@ async def test_tool_calls_and_updates_go_through(sqlite_journal: JournalStore) -
     assert detail.call.stream_sid == "MZ1"
     assert detail.call.context == {"a": 1}
     assert detail.transcript == (JournalTurn("agent", "It is sunny.", 2.0),)
+
+
+async def test_a_batch_of_many_calls_is_one_transaction(spy: SpyStore) -> None:
+    writer = JournalWriter(spy, linger_s=0.05)
+    calls = [new_call_id() for _ in range(30)]
+    await writer.start()
+    for call_id in calls:
+        _start(writer, call_id)
+        writer.record(call_id, _turn(1))
+        writer.call_finished(call_id, status="completed", end_reason="done", ended_at=T0)
+    await asyncio.sleep(0.2)  # the writer lingers, then commits everything at once
+    assert spy.transactions == 1
+    for call_id in calls:
+        detail = await spy.get_call(call_id)
+        assert detail is not None
+        assert detail.transcript == (_turn(1),)
+        assert detail.call.status == "completed"
+    await writer.close()
+
+
+async def test_one_bad_write_does_not_sink_its_batch(
+    spy: SpyStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = JournalWriter(spy, retry_delays=(0, 0), linger_s=0.05)
+    good, bad = new_call_id(), new_call_id()
+    _start(writer, good)
+    writer.record(good, _turn(1))
+    writer.record(bad, _turn(2))  # never started: cannot be written
+    await writer.start()
+    with caplog.at_level(logging.WARNING, logger="bridge.journal.writer"):
+        await writer.flush()
+    detail = await spy.get_call(good)
+    assert detail is not None
+    assert detail.transcript == (_turn(1),)
+    assert writer.failed == 1
+    warning, error = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert "one by one" in warning.getMessage()
+    assert error.levelno == logging.ERROR
+    assert bad in error.getMessage()
+    assert SECRET not in caplog.text
+    await writer.close()
+
+
+async def test_flush_ends_the_linger_at_once(spy: SpyStore) -> None:
+    writer = JournalWriter(spy, linger_s=30)
+    call_id = new_call_id()
+    await writer.start()
+    _start(writer, call_id)
+    async with asyncio.timeout(2):
+        await writer.flush()
+    assert await spy.get_call(call_id) is not None
+    await writer.close()
