@@ -151,3 +151,20 @@ async def test_stream_that_never_starts_is_journaled(tmp_path: Path) -> None:
         (summary,) = (await bridge.http.get("/v1/calls")).json()["calls"]
     assert summary["status"] == "failed"
     assert summary["end_reason"] == "no start message within the time limit"
+
+
+async def test_over_capacity_calls_are_refused_cleanly(tmp_path: Path) -> None:
+    async with FakeRealtimeServer() as fake, run_bridge(tmp_path, fake.url, max_calls=1) as bridge:
+        first = bridge.caller(agent="listener")
+        async with first.connect():
+            await fake.wait_for("session.updated")
+            async with connect(bridge.ws_url) as second:
+                await asyncio.wait_for(second.wait_closed(), 5)
+            assert second.close_code == 1013  # "try again later"
+            assert second.close_reason == "callbridge is at capacity"
+            assert not first.closed_by_bridge.is_set()  # the live call is untouched
+        await bridge.flush_journal()
+        calls = (await bridge.http.get("/v1/calls")).json()["calls"]
+    by_status = {c["status"]: c for c in calls}
+    assert by_status["rejected"]["end_reason"] == "rejected: capacity"
+    assert by_status["completed"]["call_sid"] == first.call_sid
