@@ -12,11 +12,11 @@ import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from bridge.engines.base import EngineClient
 from bridge.engines.openai_realtime.protocol import OpenAIRealtimeProtocol
+from bridge.engines.wsclient import LeanWebSocket, lean_connect
 from bridge.errors import EngineProtocolError, EngineUnavailable
 from bridge.session import actions as act
 from bridge.session import events as ev
@@ -54,21 +54,18 @@ class OpenAIRealtimeClient(EngineClient):
         self._api_key = api_key
         self._connect_timeout_s = connect_timeout_s
         self._call_id = call_id
-        self._ws: ClientConnection | None = None
+        self._ws: LeanWebSocket | None = None
+        self._keepalive: asyncio.Task[None] | None = None
         self._closing = False
 
     async def connect(self) -> None:
         if not self._api_key:
             raise EngineUnavailable("OPENAI_API_KEY is not set", retryable=False)
         try:
-            self._ws = await connect(
+            self._ws = await lean_connect(
                 self._url,
-                additional_headers={"Authorization": f"Bearer {self._api_key}"},
-                open_timeout=self._connect_timeout_s,
-                compression=None,
-                max_size=16 * 1024 * 1024,
-                ping_interval=20,
-                ping_timeout=20,
+                headers={"Authorization": f"Bearer {self._api_key}"},
+                open_timeout_s=self._connect_timeout_s,
             )
         except InvalidURI as exc:
             raise EngineUnavailable(f"bad Realtime URL: {exc}", retryable=False) from None
@@ -76,6 +73,7 @@ class OpenAIRealtimeClient(EngineClient):
             raise EngineUnavailable(f"Realtime handshake failed: {exc}") from None
         except (OSError, TimeoutError) as exc:
             raise EngineUnavailable(f"cannot reach Realtime endpoint: {exc!r}") from None
+        self._keepalive = asyncio.create_task(self._ws.keepalive())
         for message in self.protocol.opening_messages():
             await self._send_text(message)
         log.info("call %s: engine connected to %s", self._call_id, _redact(self._url))
@@ -93,7 +91,7 @@ class OpenAIRealtimeClient(EngineClient):
             return
         try:
             await ws.send(text)
-        except ConnectionClosed:
+        except ConnectionError:
             pass  # events() reports the close with its reason
 
     async def events(self) -> AsyncIterator[ev.EngineEvent]:
@@ -101,19 +99,16 @@ class OpenAIRealtimeClient(EngineClient):
         if ws is None:
             yield ev.EngineClosed("not connected")
             return
-        try:
-            async for message in ws:
-                try:
-                    for event in self.protocol.receive(message):
-                        yield event
-                except EngineProtocolError as exc:
-                    log.warning("call %s: bad event from engine: %s", self._call_id, exc)
-                    yield ev.EngineError(f"protocol error: {exc.message}", "protocol_error")
-        except ConnectionClosed:
-            pass
+        while (message := await ws.recv()) is not None:
+            try:
+                for event in self.protocol.receive(message):
+                    yield event
+            except EngineProtocolError as exc:
+                log.warning("call %s: bad event from engine: %s", self._call_id, exc)
+                yield ev.EngineError(f"protocol error: {exc.message}", "protocol_error")
         yield ev.EngineClosed(self._close_reason(ws))
 
-    def _close_reason(self, ws: ClientConnection) -> str:
+    def _close_reason(self, ws: LeanWebSocket) -> str:
         if self._closing:
             return "closed by callbridge"
         code, reason = ws.close_code, ws.close_reason
@@ -123,12 +118,11 @@ class OpenAIRealtimeClient(EngineClient):
 
     async def close(self) -> None:
         self._closing = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         ws = self._ws
         if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(), timeout=2)
-            except (TimeoutError, ConnectionClosed, OSError):
-                pass
+            await ws.close()
 
 
 def _redact(url: str) -> str:
