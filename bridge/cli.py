@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bridge import __version__
 from bridge.api.asgi import configure_logging
@@ -26,11 +28,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, help="worker processes, one per core (default 1)")
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
     simulate_cli.add_parser(sub)
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmark (from a source checkout: bench/)",
+        add_help=False,
+        prefix_chars="\0",  # every argument goes to bench.run untouched
+    )
+    bench.add_argument("bench_args", nargs="*")
 
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return bench_command([*args.bench_args, *rest])
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "serve":
         return serve_command(args)
     return asyncio.run(simulate_cli.run_simulate(args))  # "simulate": argparse allows no other
+
+
+def bench_command(argv: list[str]) -> int:
+    """``python -m bench.run`` from the checkout in the current directory."""
+    if not Path("bench/run.py").is_file():
+        print(
+            "callbridge bench: run it from a callbridge source checkout (bench/ is not installed "
+            "with the package)",
+            file=sys.stderr,
+        )
+        return 2
+    sys.path.insert(0, os.getcwd())
+    bench_run = importlib.import_module("bench.run")  # not part of the installed package
+    result: int = bench_run.main(argv)
+    return result
 
 
 def serve_command(args: argparse.Namespace) -> int:
