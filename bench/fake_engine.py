@@ -13,13 +13,22 @@ enough of the GA protocol for a bridge to hold a real conversation with it:
 * every ``--barge-every``-th answer the user barges in ``--barge-at-ms`` after the answer began:
   ``speech_started`` while the caller still hears it (the bridge must send Twilio ``clear``), the
   answer is cancelled if still streaming (``response.done`` status ``cancelled``);
-* ``conversation.item.truncate`` → ``conversation.item.truncated``; ``response.cancel`` → cancel.
+* ``conversation.item.truncate`` → ``conversation.item.truncated``; ``response.cancel`` → cancel;
+  ``conversation.item.create`` → ``conversation.item.added`` and ``.done`` (Pipecat sends its
+  context as items); ``input_audio_buffer.clear`` → ``cleared``.
 
-Every 160-byte slice of every audio delta carries a down stamp with the time the delta was sent;
-every caller frame's up stamp is read on arrival (see :mod:`bench.stamp`). On SIGTERM/SIGINT the
-engine writes its records (numpy ``.npz``) and a JSON summary with its own CPU time, then exits.
+Audio formats follow the session like the real server's: 24 kHz PCM until a ``session.update``
+names ``audio/pcmu`` (or ``audio/pcma``), per direction. Caller audio is timed two ways:
+μ-law frames by their byte stamp (:mod:`bench.stamp`), and every append, whatever its format, as
+a chunk (cumulative samples, receive time) plus the sync-tone onsets in it (:mod:`bench.marker`;
+:mod:`bench.align` turns those into per-frame times). Agent audio: μ-law deltas carry a down stamp
+in every 160-byte slice (the time the delta was sent); in every format the first frame of each
+answer is a sync frame. The call a connection carries comes from the up stamps or, when the
+audio is resampled, from ``bench_call=N`` in the session's instructions.
 
-Event builders (:class:`Events`) are pure: no I/O, no clock.
+On SIGTERM/SIGINT the engine writes its records (numpy ``.npz``) and a JSON summary (its CPU time,
+formats, the client events it got by type with the first of each) and exits. Event builders
+(:mod:`bench.engine_events`) are pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -42,9 +51,13 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
-from bench.stamp import DOWN, FRAME_BYTES, MAGIC, UP, Stamper, read_stamp
+from bench import marker
+from bench.engine_events import SESSION_DEFAULTS, Events, bench_call, merge_session, wire_format
+from bench.stamp import DOWN, FRAME_BYTES, MAGIC, STAMP_BYTES, UP, Stamper, read_stamp
 
 log = logging.getLogger("bench.fake_engine")
 
@@ -94,180 +107,57 @@ class Script:
         return self.barge_every > 0 and turn % self.barge_every == 1 % self.barge_every
 
 
-# -- pure event builders -----------------------------------------------------------------------
-
-
-SESSION_DEFAULTS: dict[str, Any] = {
-    "type": "realtime",
-    "object": "realtime.session",
-    "model": "gpt-realtime",
-    "output_modalities": ["audio"],
-    "instructions": "",
-    "audio": {
-        "input": {"format": {"type": "audio/pcmu"}, "turn_detection": None},
-        "output": {"format": {"type": "audio/pcmu"}, "voice": "marin", "speed": 1.0},
-    },
-    "tools": [],
-    "tool_choice": "auto",
-    "max_output_tokens": "inf",
-}
-
-
-class Events:
-    """Server events of one connection as JSON text. Ids are counters: cheap and unique."""
-
-    def __init__(self, conn_id: int) -> None:
-        self.conn_id = conn_id
-        self._n = 0
-
-    def next_id(self, prefix: str) -> str:
-        self._n += 1
-        return f"{prefix}_{self.conn_id}_{self._n}"
-
-    def _dump(self, kind: str, **fields: Any) -> str:
-        return orjson.dumps({"type": kind, "event_id": self.next_id("event"), **fields}).decode()
-
-    def session(self, kind: str, session: dict[str, Any]) -> str:
-        return self._dump(kind, session={**session, "id": f"sess_{self.conn_id}"})
-
-    def error(self, code: str, message: str, client_event_id: str | None = None) -> str:
-        error = {"type": "invalid_request_error", "code": code, "message": message}
-        if client_event_id:
-            error["event_id"] = client_event_id
-        return self._dump("error", error=error)
-
-    def response(self, kind: str, response_id: str, status: str, reason: str | None = None) -> str:
-        body: dict[str, Any] = {
-            "id": response_id,
-            "object": "realtime.response",
-            "status": status,
-            "output_modalities": ["audio"],
-            "conversation_id": f"conv_{self.conn_id}",
-        }
-        if reason is not None:
-            body["status_details"] = {"type": status, "reason": reason}
-        return self._dump(kind, response=body)
-
-    def output_item(self, kind: str, response_id: str, item_id: str, status: str) -> str:
-        item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "role": "assistant",
-            "status": status,
-            "content": [],
-        }
-        return self._dump(kind, response_id=response_id, output_index=0, item=item)
-
-    def content_part(self, kind: str, response_id: str, item_id: str, transcript: str) -> str:
-        return self._dump(
-            kind,
-            response_id=response_id,
-            item_id=item_id,
-            output_index=0,
-            content_index=0,
-            part={"type": "audio", "transcript": transcript},
-        )
-
-    def audio_delta_prefix(self, response_id: str, item_id: str) -> str:
-        """Everything of an audio delta before its ``event_id`` value (built once per answer)."""
-        return (
-            '{"type":"response.output_audio.delta","response_id":"'
-            + response_id
-            + '","item_id":"'
-            + item_id
-            + '","output_index":0,"content_index":0,"event_id":"'
-        )
-
-    def audio_delta(self, prefix: str, audio: bytes) -> str:
-        """The hot path: one ``response.output_audio.delta``, built from a string template."""
-        b64 = binascii.b2a_base64(audio, newline=False).decode("ascii")
-        return prefix + self.next_id("event") + '","delta":"' + b64 + '"}'
-
-    def item_event(self, kind: str, response_id: str, item_id: str, **fields: Any) -> str:
-        return self._dump(
-            kind,
-            response_id=response_id,
-            item_id=item_id,
-            output_index=0,
-            content_index=0,
-            **fields,
-        )
-
-    def speech_started(self, audio_start_ms: int, item_id: str) -> str:
-        return self._dump(
-            "input_audio_buffer.speech_started", audio_start_ms=audio_start_ms, item_id=item_id
-        )
-
-    def speech_stopped(self, audio_end_ms: int, item_id: str) -> str:
-        return self._dump(
-            "input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id
-        )
-
-    def committed(self, item_id: str) -> str:
-        return self._dump("input_audio_buffer.committed", item_id=item_id)
-
-    def user_item(self, item_id: str) -> str:
-        item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "role": "user",
-            "status": "completed",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        return self._dump("conversation.item.added", item=item)
-
-    def user_transcript(self, item_id: str, text: str) -> str:
-        return self._dump(
-            "conversation.item.input_audio_transcription.completed",
-            item_id=item_id,
-            content_index=0,
-            transcript=text,
-            usage={"type": "duration", "seconds": 1},
-        )
-
-    def truncated(self, item_id: str, audio_end_ms: int) -> str:
-        return self._dump(
-            "conversation.item.truncated",
-            item_id=item_id,
-            content_index=0,
-            audio_end_ms=audio_end_ms,
-        )
-
-
-def merge_session(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``session.update`` semantics: only the fields present change."""
-    merged = dict(current)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_session(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 # -- the server --------------------------------------------------------------------------------
 
 
 class Records:
-    """Everything measured, as flat arrays (cheap appends, written once at the end)."""
+    """Everything measured, as flat arrays (cheap appends, written once at the end).
+
+    ``up_*``: caller frames read by their byte stamp (μ-law input only). ``upc_*``: every
+    append as a chunk (connection, cumulative 24 kHz samples after it, receive time) and
+    ``upo_*`` the sync onsets found in them (:mod:`bench.marker`), whatever the format.
+    ``dn_*``: every frame sent; ``ans_*``: one row per agent answer (its first frame number,
+    frames sent, first delta's send time, whether the user barged in on it).
+    """
 
     def __init__(self) -> None:
         self.up_call = array("q")
         self.up_seq = array("q")
         self.up_sent_us = array("q")
         self.up_recv_us = array("q")
+        self.upc_conn = array("q")
+        self.upc_end = array("q")
+        self.upc_us = array("q")
+        self.upo_conn = array("q")
+        self.upo_pos = array("q")
+        self.upo_us = array("q")
         self.dn_conn = array("q")
         self.dn_seq = array("q")
         self.dn_sent_us = array("q")
+        self.ans_conn = array("q")
+        self.ans_seq0 = array("q")
+        self.ans_frames = array("q")
+        self.ans_us = array("q")
+        self.ans_barged = array("q")
         self.barge_conn = array("q")
         self.barge_us = array("q")
         self.conn_call: dict[int, int] = {}
+        self.conn_formats: dict[int, str] = {}
+        self.client_events: dict[str, int] = {}
+        self.client_samples: dict[str, Any] = {}
         self.unstamped_frames = 0
         self.odd_appends = 0
         self.connections = 0
         self.errors_sent = 0
+
+    def client_event(self, kind: str, event: Any) -> None:
+        """Count a client event by type; keep the first of each type (audio elided)."""
+        self.client_events[kind] = self.client_events.get(kind, 0) + 1
+        if kind not in self.client_samples and isinstance(event, dict):
+            sample = dict(event)
+            if isinstance(sample.get("audio"), str):
+                sample["audio"] = f"<{len(sample['audio'])} base64 chars>"
+            self.client_samples[kind] = sample
 
     def save(self, path: Path, extra: dict[str, Any]) -> None:
         import numpy as np
@@ -283,14 +173,23 @@ class Records:
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, allow_pickle=False, **arrays)
         tmp.replace(path)
+        formats: dict[str, int] = {}
+        for fmt in self.conn_formats.values():
+            formats[fmt] = formats.get(fmt, 0) + 1
         summary = {
             "unstamped_frames": self.unstamped_frames,
             "odd_appends": self.odd_appends,
             "connections": self.connections,
             "errors_sent": self.errors_sent,
             "frames_received": len(self.up_seq),
+            "appends_received": len(self.upc_end),
+            "sync_onsets_received": len(self.upo_pos),
             "frames_sent": len(self.dn_seq),
+            "answers": len(self.ans_us),
             "barge_ins": len(self.barge_us),
+            "formats_in_out": formats,
+            "client_events": {**self.client_events, "input_audio_buffer.append": len(self.upc_end)},
+            "client_event_samples": self.client_samples,
             **extra,
         }
         path.with_suffix(".json").write_text(json.dumps(summary, indent=1))
@@ -310,13 +209,17 @@ class Connection:
         self.rec = records
         self.events = Events(conn_id)
         self.session: dict[str, Any] = dict(SESSION_DEFAULTS)
+        self.in_format = self.out_format = "pcm"
         self.down_seq = 0
         self.stamper = Stamper(DOWN, conn_id, script.frames_per_delta)
         self.caller_ms = 0
+        self.up_base24 = 0  # 24 kHz samples received before the current detector started
+        self.detector = marker.OnsetDetector(24000)
         self.greeting = asyncio.Event()
         self.answering: asyncio.Task[None] | None = None
         self.cancel_requested = False
         self.agent_item: str | None = None
+        self.answer_row: int | None = None
         self.call_index: int | None = None
 
     async def send(self, text: str) -> None:
@@ -349,10 +252,11 @@ class Connection:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             await self.error("invalid_json", "could not parse the client event")
             return
+        self.rec.client_event(kind, event)
         if kind == "input_audio_buffer.append":
             self.on_audio(event.get("audio", ""))
         elif kind == "session.update":
-            self.session = merge_session(self.session, event.get("session") or {})
+            self.on_session(event.get("session") or {})
             await self.send(self.events.session("session.updated", self.session))
         elif kind == "response.create":
             if self.answering is not None and not self.answering.done():
@@ -370,34 +274,76 @@ class Connection:
             await self.send(
                 self.events.truncated(str(event.get("item_id")), int(event.get("audio_end_ms", 0)))
             )
+        elif kind == "conversation.item.create":
+            for text in self.events.item_created(event.get("item")):
+                await self.send(text)
+        elif kind == "input_audio_buffer.clear":
+            await self.send(self.events.cleared())
         elif kind not in (
             "input_audio_buffer.commit",
-            "input_audio_buffer.clear",
-            "conversation.item.create",
             "conversation.item.delete",
             "conversation.item.retrieve",
         ):
             await self.error("unknown_event", f"unknown client event {kind!r}")
+
+    def on_session(self, update: dict[str, Any]) -> None:
+        """Apply a ``session.update``: formats, and the call index if the prompt carries one."""
+        self.session = merge_session(self.session, update)
+        in_format = wire_format(self.session, "input")
+        if in_format != self.in_format:
+            self.up_base24 += self.detector.position * (3 if self.in_format != "pcm" else 1)
+            self.detector = marker.OnsetDetector(24000 if in_format == "pcm" else 8000)
+        self.in_format, self.out_format = in_format, wire_format(self.session, "output")
+        self.rec.conn_formats[self.conn_id] = f"{self.in_format}/{self.out_format}"
+        call = bench_call(self.session)
+        if call is not None and self.call_index is None:
+            self.call_index = call
+            self.rec.conn_call[self.conn_id] = call
 
     async def error(self, code: str, message: str, client_event_id: str | None = None) -> None:
         self.rec.errors_sent += 1
         await self.send(self.events.error(code, message, client_event_id))
 
     def on_audio(self, b64: str) -> None:
+        """One append: byte stamps (μ-law), then chunk and sync-onset records (any format)."""
         t_recv = now_us()
         try:
             audio = binascii.a2b_base64(b64)
         except binascii.Error:
             self.rec.odd_appends += 1
             return
-        if len(audio) % FRAME_BYTES:
-            self.rec.odd_appends += 1
-        self.caller_ms += len(audio) // 8
+        rec = self.rec
+        if self.in_format == "pcm":
+            if len(audio) % 2:
+                rec.odd_appends += 1
+                audio = audio[:-1]
+            self.caller_ms += len(audio) // 48
+            samples = np.frombuffer(audio, dtype="<i2")
+            scale = 1
+        else:
+            if len(audio) % FRAME_BYTES:
+                rec.odd_appends += 1
+            self.caller_ms += len(audio) // 8
+            samples = marker.ulaw_decode(audio)
+            scale = 3
+            self.read_stamps(audio, samples, t_recv)
+        conn = self.conn_id
+        for pos in self.detector.feed(samples):
+            rec.upo_conn.append(conn)
+            rec.upo_pos.append(self.up_base24 + pos * scale)
+            rec.upo_us.append(t_recv)
+        rec.upc_conn.append(conn)
+        rec.upc_end.append(self.up_base24 + self.detector.position * scale)
+        rec.upc_us.append(t_recv)
+
+    def read_stamps(self, audio: bytes, samples: npt.NDArray[np.int16], t_recv: int) -> None:
+        """Record every stamped frame and blank its stamp in ``samples`` for the onset detector."""
         rec = self.rec
         for offset in range(0, len(audio) - FRAME_BYTES + 1, FRAME_BYTES):
             if audio[offset : offset + 3] != MAGIC:
                 rec.unstamped_frames += 1
                 continue
+            samples[offset : offset + STAMP_BYTES] = 0
             stamp = read_stamp(audio, offset)
             if stamp is None or stamp.kind != UP:
                 rec.unstamped_frames += 1
@@ -468,14 +414,8 @@ class Connection:
                 status, reason = "cancelled", "client_cancelled"
                 break
             t = now_us()
-            audio = self.stamper.fill(self.down_seq, t)
-            await self.send(ev.audio_delta(prefix, audio))
-            rec = self.rec
-            for k in range(fpd):
-                rec.dn_conn.append(self.conn_id)
-                rec.dn_seq.append(self.down_seq + k)
-                rec.dn_sent_us.append(t)
-            self.down_seq += fpd
+            await self.send(ev.audio_delta_b64(prefix, self.delta_b64(j == 0, t)))
+            self.record_delta(j == 0, t, fpd)
             if s.transcript_every and j % s.transcript_every == 0:
                 words.append(f"word{j}")
                 await self.send(
@@ -505,8 +445,41 @@ class Connection:
             await sleep_until(barge_at)
             await self.barge_in()
 
+    def record_delta(self, first: bool, t_us: int, frames: int) -> None:
+        rec = self.rec
+        if first:
+            self.answer_row = len(rec.ans_us)
+            rec.ans_conn.append(self.conn_id)
+            rec.ans_seq0.append(self.down_seq)
+            rec.ans_frames.append(0)
+            rec.ans_us.append(t_us)
+            rec.ans_barged.append(0)
+        if self.answer_row is not None:
+            rec.ans_frames[self.answer_row] += frames
+        for k in range(frames):
+            rec.dn_conn.append(self.conn_id)
+            rec.dn_seq.append(self.down_seq + k)
+            rec.dn_sent_us.append(t_us)
+        self.down_seq += frames
+
+    def delta_b64(self, first: bool, t_us: int) -> str:
+        """One delta's audio in the session's output format; the answer's first frame is a sync.
+
+        μ-law (and A-law, unused here) carries a byte stamp in every frame, with the sync tone
+        after the first frame's stamp; 24 kHz PCM carries no stamp (nothing could read it after
+        resampling) and is built once per script.
+        """
+        if self.out_format == "pcm":
+            return PCM_DELTAS[(self.script.frames_per_delta, first)]
+        audio = self.stamper.fill(self.down_seq, t_us)
+        if first:
+            audio = audio[:STAMP_BYTES] + SYNC_ULAW[STAMP_BYTES:] + audio[FRAME_BYTES:]
+        return binascii.b2a_base64(audio, newline=False).decode("ascii")
+
     async def barge_in(self) -> None:
         """The user talks over the agent: speech_started (timed), then stopped and committed."""
+        if self.answer_row is not None:
+            self.rec.ans_barged[self.answer_row] = 1
         item = self.events.next_id("item")
         text = self.events.speech_started(self.caller_ms, item)
         t = now_us()
@@ -520,6 +493,23 @@ class Connection:
     async def _barge_end(self, item: str) -> None:
         with contextlib.suppress(Exception):
             await self.user_turn_end(item)
+
+
+SYNC_ULAW = marker.ulaw_frame()
+
+
+class _PcmDeltas(dict[tuple[int, bool], str]):
+    """(frames per delta, starts an answer) → the 24 kHz PCM delta in base64, built on first use."""
+
+    def __missing__(self, key: tuple[int, bool]) -> str:
+        frames, first = key
+        silence = bytes(960)
+        audio = (marker.pcm_frame() if first else silence) + silence * (frames - 1)
+        self[key] = value = binascii.b2a_base64(audio, newline=False).decode("ascii")
+        return value
+
+
+PCM_DELTAS = _PcmDeltas()
 
 
 async def sleep_until(deadline: float) -> None:

@@ -5,23 +5,28 @@ All times are ``CLOCK_MONOTONIC``; ``--t0`` is an absolute ``time.monotonic()`` 
 the orchestrator, so every process agrees on the plan:
 
 ``t0`` ─ ramp (call *i* opens at ``t0 + i / ramp_rate``) ─ settle ─ **window** (``duration``) ─
-tail ─ every call sends ``stop`` and closes. Only frames stamped inside the window are measured.
+tail ─ every call sends ``stop`` and closes. Only frames sent inside the window are measured.
 
 Each call (target ``twilio``, through the bridge):
 
 * sends ``connected``, ``start`` (with ``customParameters``), then one ``media`` every 20 ms on an
   absolute schedule ``first + n × 20 ms``; calls are spread evenly across the 20 ms period.
   String ``sequenceNumber`` (+1 per message), ``chunk`` (+1 per frame) and ``timestamp`` (ms).
-  Each 160-byte payload carries an up stamp taken just before the send;
+  Each 160-byte payload carries an up stamp taken just before the send (``--stamps off``: plain
+  μ-law silence, for targets that resample); every 50th frame from frame 50 on is a sync frame,
+  a 1 kHz tone after the stamp's 16 bytes (:mod:`bench.marker`);
 * plays agent audio like Twilio: 8 bytes per ms from a per-call queue; a ``mark`` is echoed once
   the audio queued before it has played (checked every 20 ms tick); ``clear`` empties the queue and
   echoes every pending mark at once;
-* records every agent frame's down stamp with its receive time, every ``clear``, the time to the
-  first agent audio, and how late each of its own sends was (the generator's own health).
+* records every agent frame's down stamp with its receive time, every ``media`` payload as a
+  chunk (cumulative 8 kHz samples, receive time) with the sync onsets in it (stamps blanked),
+  every ``clear``, the time to the first agent audio, how late each of its own sends was (the
+  generator's own health) and how many messages of each kind it got.
 
 Target ``direct`` (the baseline) talks OpenAI Realtime straight to the fake engine with the same
-frames and schedule: ``input_audio_buffer.append`` up; audio deltas down, split into 160-byte
-frames; ``speech_started`` stands for the ``clear``.
+frames and schedule, μ-law both ways and ``bench_call=N`` in its instructions:
+``input_audio_buffer.append`` up; audio deltas down, split into 160-byte frames;
+``speech_started`` stands for the ``clear``.
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ from typing import Any
 
 import orjson
 
+from bench import marker
 from bench.fake_engine import run_loop, sleep_until
-from bench.stamp import DOWN, FRAME_BYTES, UP, Stamper, read_stamp
+from bench.stamp import DOWN, FRAME_BYTES, STAMP_BYTES, UP, Stamper, read_stamp
 
 log = logging.getLogger("bench.loadgen")
 
@@ -54,6 +60,21 @@ MAX_CALLS = 2000
 MAX_DURATION_S = 600.0
 CONNECT_TIMEOUT_S = 10.0
 CONNECTED = '{"event":"connected","protocol":"Call","version":"1.0.0"}'
+SYNC_ULAW = marker.ulaw_frame()
+SILENCE_B64 = binascii.b2a_base64(b"\xff" * FRAME_BYTES, newline=False).decode("ascii")
+SYNC_B64 = binascii.b2a_base64(SYNC_ULAW, newline=False).decode("ascii")
+
+
+def up_payload(stamper: Stamper | None, n: int, t_us: int) -> str:
+    """Frame ``n`` of a call in base64: stamped (or silence) with a sync tone every
+    :data:`~bench.marker.SYNC_EVERY` frames after the stamp's 16 bytes."""
+    sync = n > 0 and n % marker.SYNC_EVERY == 0
+    if stamper is None:
+        return SYNC_B64 if sync else SILENCE_B64
+    payload = stamper.fill(n, t_us)
+    if sync:
+        payload = payload[:STAMP_BYTES] + SYNC_ULAW[STAMP_BYTES:]
+    return binascii.b2a_base64(payload, newline=False).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +130,12 @@ class Records:
         self.dn_seq = array("q")
         self.dn_sent_us = array("q")
         self.dn_recv_us = array("q")
+        self.dnc_call = array("q")
+        self.dnc_end = array("q")
+        self.dnc_us = array("q")
+        self.dno_call = array("q")
+        self.dno_pos = array("q")
+        self.dno_us = array("q")
         self.clear_call = array("q")
         self.clear_conn = array("q")
         self.clear_us = array("q")
@@ -120,6 +147,7 @@ class Records:
         self.unstamped_frames = 0
         self.odd_payloads = 0
         self.protocol_errors = 0
+        self.messages: dict[str, int] = {}
 
     def save(self, path: Path, summary: dict[str, Any]) -> None:
         import numpy as np
@@ -146,6 +174,8 @@ class Records:
             "unstamped_frames": self.unstamped_frames,
             "odd_payloads": self.odd_payloads,
             "protocol_errors": self.protocol_errors,
+            "messages_received": self.messages,
+            "sync_onsets_received": len(self.dno_pos),
             "first_audio_ms": [self.first_audio_ms.get(i) for i in range(summary["calls"])],
             "connect_ms": [self.connect_ms.get(i) for i in range(summary["calls"])],
         }
@@ -164,11 +194,12 @@ def sid(prefix: str, index: int, salt: int) -> str:
 class Call:
     """One call's state shared by both targets; subclasses speak the wire protocol."""
 
-    def __init__(self, index: int, plan: Plan, rec: Records) -> None:
+    def __init__(self, index: int, plan: Plan, rec: Records, *, stamps: bool = True) -> None:
         self.index = index
         self.plan = plan
         self.rec = rec
-        self.stamper = Stamper(UP, index)
+        self.stamper = Stamper(UP, index) if stamps else None
+        self.detector = marker.OnsetDetector(8000)
         self.ws: Any = None
         self.conn: int | None = None
         self.started_at = 0.0
@@ -239,8 +270,7 @@ class Call:
             if delay > 0:
                 await asyncio.sleep(delay)
             t = now_us()
-            payload = stamper.fill(n, t)
-            b64 = binascii.b2a_base64(payload, newline=False).decode("ascii")
+            b64 = up_payload(stamper, n, t)
             await ws.send(self.media_message(n, b64, first_ms + n * 20))
             rec.up_call.append(self.index)
             rec.up_seq.append(n)
@@ -264,22 +294,32 @@ class Call:
             self.closing = True
 
     def record_audio(self, audio: bytes, t_recv: int) -> None:
+        """Agent audio: byte stamps, then the chunk and its sync onsets (stamps blanked)."""
         rec = self.rec
         if len(audio) % FRAME_BYTES:
             rec.odd_payloads += 1
         if self.index not in rec.first_audio_ms:
             rec.first_audio_ms[self.index] = round((t_recv / 1_000_000 - self.started_at) * 1000, 3)
+        samples = marker.ulaw_decode(audio)
         for offset in range(0, len(audio) - FRAME_BYTES + 1, FRAME_BYTES):
             stamp = read_stamp(audio, offset)
             if stamp is None or stamp.kind != DOWN:
                 rec.unstamped_frames += 1
                 continue
+            samples[offset : offset + STAMP_BYTES] = 0
             self.conn = stamp.call
             rec.dn_call.append(self.index)
             rec.dn_conn.append(stamp.call)
             rec.dn_seq.append(stamp.seq)
             rec.dn_sent_us.append(stamp.t_us)
             rec.dn_recv_us.append(t_recv)
+        for pos in self.detector.feed(samples):
+            rec.dno_call.append(self.index)
+            rec.dno_pos.append(pos)
+            rec.dno_us.append(t_recv)
+        rec.dnc_call.append(self.index)
+        rec.dnc_end.append(self.detector.position)
+        rec.dnc_us.append(t_recv)
 
     def record_clear(self, t_recv: int) -> None:
         self.rec.clear_call.append(self.index)
@@ -290,8 +330,10 @@ class Call:
 class TwilioCall(Call):
     """A Twilio Media Streams client, exact message shapes, simulated playback."""
 
-    def __init__(self, index: int, plan: Plan, rec: Records, agent: str, salt: int) -> None:
-        super().__init__(index, plan, rec)
+    def __init__(
+        self, index: int, plan: Plan, rec: Records, agent: str, salt: int, *, stamps: bool = True
+    ) -> None:
+        super().__init__(index, plan, rec, stamps=stamps)
         self.agent = agent
         self.stream_sid = sid("MZ", index, salt)
         self.call_sid = sid("CA", index, salt)
@@ -375,6 +417,8 @@ class TwilioCall(Call):
         except (orjson.JSONDecodeError, KeyError, TypeError):
             self.rec.protocol_errors += 1
             return
+        messages = self.rec.messages
+        messages[kind] = messages.get(kind, 0) + 1
         if kind == "media":
             try:
                 audio = binascii.a2b_base64(event["media"]["payload"])
@@ -410,23 +454,22 @@ class TwilioCall(Call):
 class DirectCall(Call):
     """The baseline: the same frames straight to the fake engine as OpenAI Realtime events."""
 
-    SESSION = orjson.dumps(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "model": "gpt-realtime",
-                "output_modalities": ["audio"],
-                "audio": {
-                    "input": {"format": {"type": "audio/pcmu"}},
-                    "output": {"format": {"type": "audio/pcmu"}, "voice": "marin"},
-                },
+    def session_update(self) -> str:
+        """μ-law both ways; the call index in the instructions, as the bridges' prompts carry it."""
+        session = {
+            "type": "realtime",
+            "model": "gpt-realtime",
+            "output_modalities": ["audio"],
+            "instructions": f"bench_call={self.index}",
+            "audio": {
+                "input": {"format": {"type": "audio/pcmu"}},
+                "output": {"format": {"type": "audio/pcmu"}, "voice": "marin"},
             },
         }
-    ).decode()
+        return orjson.dumps({"type": "session.update", "session": session}).decode()
 
-    def __init__(self, index: int, plan: Plan, rec: Records) -> None:
-        super().__init__(index, plan, rec)
+    def __init__(self, index: int, plan: Plan, rec: Records, *, stamps: bool = True) -> None:
+        super().__init__(index, plan, rec, stamps=stamps)
         self.greeted = False
 
     async def open(self, url: str) -> None:
@@ -440,7 +483,7 @@ class DirectCall(Call):
             additional_headers={"Authorization": "Bearer sk-bench"},
             max_size=16 * 1024 * 1024,
         )
-        await self.ws.send(self.SESSION)
+        await self.ws.send(self.session_update())
 
     def media_message(self, n: int, b64: str, at_ms: int) -> str:
         return '{"type":"input_audio_buffer.append","audio":"' + b64 + '"}'
@@ -472,10 +515,11 @@ class DirectCall(Call):
 async def run(args: argparse.Namespace, plan: Plan) -> Records:
     rec = Records()
     salt = int.from_bytes(os.urandom(8), "big")
+    stamps = args.stamps == "on"
     calls: list[Call] = [
-        TwilioCall(i, plan, rec, args.agent, salt)
+        TwilioCall(i, plan, rec, args.agent, salt, stamps=stamps)
         if args.target == "twilio"
-        else DirectCall(i, plan, rec)
+        else DirectCall(i, plan, rec, stamps=stamps)
         for i in range(plan.calls)
     ]
     tasks = [asyncio.create_task(call.run(args.url)) for call in calls]
@@ -503,6 +547,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
     p.add_argument("--settle", type=float, default=1.0, help="seconds between ramp and window")
     p.add_argument("--tail", type=float, default=2.0, help="seconds of audio after the window")
     p.add_argument("--agent", default="default", help="customParameters.agent")
+    p.add_argument(
+        "--stamps",
+        choices=("on", "off"),
+        default="on",
+        help="byte stamps in caller frames (off when the target resamples: they would be noise)",
+    )
     p.add_argument("--out", type=Path, required=True, help="records (.npz); summary beside it")
     args = p.parse_args(argv)
     if not args.url.startswith(("ws://127.0.0.1", "ws://localhost", "ws://[::1]")):

@@ -8,9 +8,11 @@ import typing
 import orjson
 import pytest
 
-from bench.fake_engine import Events, Script, merge_session
-from bench.loadgen import CONNECTED, FRAME_S, Plan, Records, TwilioCall
-from bench.stamp import DOWN, UP, Stamper, read_stamps
+from bench import marker
+from bench.engine_events import SESSION_DEFAULTS, Events, bench_call, merge_session, wire_format
+from bench.fake_engine import PCM_DELTAS, SYNC_ULAW, Script
+from bench.loadgen import CONNECTED, FRAME_S, DirectCall, Plan, Records, TwilioCall, up_payload
+from bench.stamp import DOWN, UP, Stamper, read_stamp, read_stamps
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,16 @@ def test_every_event_is_valid_ga(validate: typing.Callable[[str], object]) -> No
         ev.user_item("item_2"),
         ev.user_transcript("item_2", "I have a question."),
         ev.truncated("item_1", 640),
+        *ev.item_created(
+            {
+                "id": "abc",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Greet the caller."}],
+            }
+        ),
+        *ev.item_created({"type": "message", "role": "system", "content": []}),
+        ev.cleared(),
     ]
     for text in texts:
         validate(text)
@@ -130,3 +142,52 @@ def test_twilio_messages_parse_with_the_bridge_codec() -> None:
     assert numbers == ["2", "3", "4"]
     fields = orjson.loads(media)["media"]
     assert (fields["chunk"], fields["timestamp"], fields["track"]) == ("1", "20", "inbound")
+
+
+def test_session_defaults_are_the_real_servers_24k_pcm() -> None:
+    assert (
+        wire_format(SESSION_DEFAULTS, "input") == wire_format(SESSION_DEFAULTS, "output") == "pcm"
+    )
+    ulaw = merge_session(SESSION_DEFAULTS, {"audio": {"input": {"format": {"type": "audio/pcmu"}}}})
+    assert (wire_format(ulaw, "input"), wire_format(ulaw, "output")) == ("pcmu", "pcm")
+    assert wire_format({"audio": {"output": {"format": {"type": "audio/x"}}}}, "output") == "pcm"
+    assert wire_format({}, "input") == "pcm"
+
+
+def test_bench_call_from_the_instructions() -> None:
+    assert bench_call({"instructions": "You are Sam.\n\nbench_call=17\n"}) == 17
+    assert bench_call({"instructions": "bench_call="}) is None
+    assert bench_call({}) is None
+
+
+def test_pcm_deltas_start_answers_with_a_sync_frame() -> None:
+    first = binascii.a2b_base64(PCM_DELTAS[(5, True)])
+    rest = binascii.a2b_base64(PCM_DELTAS[(5, False)])
+    assert len(first) == len(rest) == 5 * 960
+    assert first[:960] == marker.pcm_frame()
+    assert first[960:] == rest[960:] == bytes(4 * 960)
+    assert marker.ulaw_frame() == SYNC_ULAW
+
+
+def test_up_payloads_carry_a_sync_every_second() -> None:
+    stamper = Stamper(UP, 3)
+    for n in (0, 1, 49, 50, 100):
+        payload = binascii.a2b_base64(up_payload(stamper, n, 1234))
+        stamp = read_stamp(payload)
+        assert stamp is not None
+        assert (stamp.call, stamp.seq) == (3, n)
+        sync = n in (50, 100)
+        assert (payload[16:] == SYNC_ULAW[16:]) is sync
+        assert (payload[16:] == b"\xff" * 144) is not sync
+    assert binascii.a2b_base64(up_payload(None, 7, 0)) == b"\xff" * 160
+    assert binascii.a2b_base64(up_payload(None, 50, 0)) == SYNC_ULAW
+
+
+def test_the_baseline_session_update_is_valid_ga() -> None:
+    realtime = pytest.importorskip("openai.types.realtime")
+    from pydantic import TypeAdapter
+
+    call = DirectCall(9, Plan(calls=10, t0=0.0, duration_s=1.0), Records())
+    event = TypeAdapter(realtime.RealtimeClientEvent).validate_json(call.session_update())
+    assert event.type == "session.update"
+    assert bench_call(orjson.loads(call.session_update())["session"]) == 9
