@@ -169,33 +169,11 @@ class JournalStore:
                 yield JournalTx(session)
 
     async def create_call(
-        self,
-        call_id: str,
-        *,
-        carrier: str,
-        started_at: datetime,
-        agent: str | None = None,
-        call_sid: str | None = None,
-        stream_sid: str | None = None,
-        from_number: str | None = None,
-        to_number: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        status: str = "in-progress",
+        self, call_id: str, *, carrier: str, started_at: datetime, **fields: Unpack[CallUpdate]
     ) -> None:
-        """Open a call's record."""
+        """Open a call's record (``status`` defaults to ``in-progress``)."""
         async with self.transaction("create_call", call_id) as tx:
-            await tx.create_call(
-                call_id,
-                carrier=carrier,
-                started_at=started_at,
-                agent=agent,
-                call_sid=call_sid,
-                stream_sid=stream_sid,
-                from_number=from_number,
-                to_number=to_number,
-                context=context,
-                status=status,
-            )
+            await tx.create_call(call_id, carrier=carrier, started_at=started_at, **fields)
 
     async def update_call(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
         """Change some of a call's fields (only those in :class:`CallUpdate`)."""
@@ -277,31 +255,19 @@ class JournalTx:
         self._session = session
 
     async def create_call(
-        self,
-        call_id: str,
-        *,
-        carrier: str,
-        started_at: datetime,
-        agent: str | None = None,
-        call_sid: str | None = None,
-        stream_sid: str | None = None,
-        from_number: str | None = None,
-        to_number: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        status: str = "in-progress",
+        self, call_id: str, *, carrier: str, started_at: datetime, **fields: Unpack[CallUpdate]
     ) -> None:
+        unknown = set(fields) - UPDATABLE_FIELDS
+        if unknown:
+            raise TypeError(f"create_call does not know {sorted(unknown)}")
+        values: dict[str, Any] = {"status": "in-progress", **fields}
+        values["context"] = dict(values.get("context") or {})
         row = Call(
             id=call_id,
             carrier=carrier,
             started_at=_aware(started_at, "started_at"),
-            agent=agent,
-            call_sid=call_sid,
-            stream_sid=stream_sid,
-            from_number=from_number,
-            to_number=to_number,
-            context=dict(context or {}),
-            status=status,
             record_count=0,
+            **values,
         )
         self._session.add(row)
 

@@ -102,26 +102,16 @@ class JournalWriter:
     # --- the hot path: synchronous, never waits ------------------------------------------------
 
     def call_started(
-        self,
-        call_id: str,
-        *,
-        carrier: str,
-        started_at: datetime,
-        agent: str | None = None,
-        call_sid: str | None = None,
-        stream_sid: str | None = None,
-        from_number: str | None = None,
-        to_number: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        status: str = "in-progress",
+        self, call_id: str, *, carrier: str, started_at: datetime, **fields: Unpack[CallUpdate]
     ) -> None:
         """Submit :meth:`JournalStore.create_call` (same arguments)."""
         _require_aware(started_at, "started_at")
-        fields = {"carrier": carrier, "started_at": started_at, "agent": agent}
-        fields |= {"call_sid": call_sid, "stream_sid": stream_sid, "status": status}
-        fields |= {"from_number": from_number, "to_number": to_number}
-        fields["context"] = dict(context or {})
-        self._submit(_Started(call_id, fields))
+        unknown = set(fields) - UPDATABLE_FIELDS
+        if unknown:
+            raise TypeError(f"call_started does not know {sorted(unknown)}")
+        values: dict[str, Any] = {"carrier": carrier, "started_at": started_at, **fields}
+        values["context"] = dict(fields.get("context") or {})  # the caller may reuse its dict
+        self._submit(_Started(call_id, values))
 
     def call_updated(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
         """Submit :meth:`JournalStore.update_call`. Unknown field names raise ``TypeError`` now."""
