@@ -176,9 +176,7 @@ class CallRuntime:
     # -- the three loops ---------------------------------------------------------------------
 
     async def _read_carrier(self) -> None:
-        session, codec, engine = self.session, self.codec, self.engine
-        assert engine is not None
-        to_engine = self._to_engine
+        session, codec = self.session, self.codec
         while not self._done.is_set():
             frame = await self.socket.receive()
             if frame is None:
@@ -192,8 +190,7 @@ class CallRuntime:
             if type(event) is ev.CallerAudio:
                 send = session.caller_audio(event.payload)
                 if send is not None:
-                    payload = to_engine.convert(send.payload) if to_engine else send.payload
-                    await engine.send_audio(payload)
+                    await self._send_caller_audio(send.payload)
             elif event is not None:
                 await self._handle(event)
 
@@ -249,13 +246,18 @@ class CallRuntime:
             elif self.engine is None:
                 continue
             elif isinstance(action, act.SendAudio):
-                payload = action.payload
-                if self._to_engine is not None:
-                    payload = self._to_engine.convert(payload)
-                await self.engine.send_audio(payload)
+                await self._send_caller_audio(action.payload)
             else:
                 await self.engine.send(action)
         self._reschedule()
+
+    async def _send_caller_audio(self, payload: bytes) -> None:
+        """Caller audio to the engine, transcoded when the engine speaks another format."""
+        if self.engine is None:
+            return
+        if self._to_engine is not None:
+            payload = self._to_engine.convert(payload)
+        await self.engine.send_audio(payload)
 
     def _journal_clear(self, since: float) -> None:
         now = self.clock()

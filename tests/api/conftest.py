@@ -11,15 +11,13 @@ from fastapi import FastAPI
 
 from bridge.api.calls import router as calls_router
 from bridge.journal.store import JournalStore
+from tests.journal.conftest import sqlite_store
 
 
 @pytest.fixture
 async def journal(tmp_path: Path) -> AsyncIterator[JournalStore]:
-    store = await JournalStore.open(f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}")
-    try:
+    async with sqlite_store(tmp_path / "journal.db") as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
