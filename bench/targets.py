@@ -161,6 +161,9 @@ class Bridge(Server):
                 "OPENAI_API_KEY": "sk-bench",
                 "CALLBRIDGE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
                 "CALLBRIDGE_MAX_CALLS": str(max(args.max_calls, 1) * 2 + 10),
+                # the OpenAI receptionist, not the offline demo (whose recogniser process
+                # would be warmed up at start and counted in the bridge's memory)
+                "CALLBRIDGE_DEFAULT_AGENT": "default",
             }
         )
         env.update(mode.bridge_env(workdir))

@@ -22,9 +22,16 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     agents_dir: Path = Path("agents")
     prompts_dir: Path = Path("prompts")
-    default_agent: str = "default"
+    default_agent: str = "demo"
     openai_api_key: str | None = None
     openai_realtime_url: str = DEFAULT_OPENAI_REALTIME_URL
+    openai_base_url: str = "https://api.openai.com/v1"
+    """Chat-completions endpoint of the cascaded engine's ``openai`` LLM (any compatible server)."""
+    elevenlabs_api_key: str | None = None
+    elevenlabs_url: str = "https://api.elevenlabs.io"
+    """ElevenLabs host: the Agents websocket (ws/wss) and TTS (http/https) derive from it."""
+    deepgram_api_key: str | None = None
+    deepgram_url: str = "wss://api.deepgram.com"
     start_timeout_s: float = 10.0
     """A media stream must send ``start`` within this time."""
     max_calls: int = 200
@@ -53,6 +60,11 @@ class Settings:
             default_agent=env.get("CALLBRIDGE_DEFAULT_AGENT", d.default_agent),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_realtime_url=env.get("CALLBRIDGE_OPENAI_REALTIME_URL") or d.openai_realtime_url,
+            openai_base_url=env.get("CALLBRIDGE_OPENAI_BASE_URL") or d.openai_base_url,
+            elevenlabs_api_key=env.get("ELEVENLABS_API_KEY") or None,
+            elevenlabs_url=env.get("CALLBRIDGE_ELEVENLABS_URL") or d.elevenlabs_url,
+            deepgram_api_key=env.get("DEEPGRAM_API_KEY") or None,
+            deepgram_url=env.get("CALLBRIDGE_DEEPGRAM_URL") or d.deepgram_url,
             start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", d.start_timeout_s),
             max_calls=int(number("CALLBRIDGE_MAX_CALLS", d.max_calls)),
             log_level=env.get("CALLBRIDGE_LOG_LEVEL", d.log_level),

@@ -27,7 +27,6 @@ Facts worth knowing:
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import re
 import threading
@@ -36,6 +35,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from bridge.audio.espeak import run_espeak
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -62,92 +63,14 @@ ESPEAK_RATE = 22050
 RECOGNIZER_RATE = 16000
 """The only rate the bundled pocketsphinx acoustic model accepts."""
 
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_ESPEAK_CHARS_UTF8 = 1
-_ESPEAK_PARAM_RATE = 1
-_EE_OK = 0
-
-# int callback(short *wav, int numsamples, espeak_EVENT *events): 0 = continue.
-_SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
-
-
-class _Espeak:
-    """The espeak-ng library, initialised once. Use only while holding ``_ESPEAK_LOCK``."""
-
-    def __init__(self) -> None:
-        import espeakng_loader  # type: ignore[import-untyped]
-
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
-        lib.espeak_SetSynthCallback.restype = None
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        lib.espeak_Synth.restype = ctypes.c_int
-        data_path = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0)
-        if rate <= 0:
-            raise RuntimeError(f"espeak_Initialize failed ({rate})")
-        self.lib = lib
-        self.rate: int = rate
-        self._chunks: list[bytes] = []
-        # Keep the ctypes thunk referenced for the life of the process.
-        self._callback = _SynthCallback(self._on_samples)
-        lib.espeak_SetSynthCallback(self._callback)
-
-    def _on_samples(self, wav: Any, count: int, _events: Any) -> int:
-        if wav and count > 0:
-            self._chunks.append(ctypes.string_at(wav, count * 2))
-        return 0
-
-    def synth(self, text: str, voice: str, rate_wpm: int) -> bytes:
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-            raise ValueError(f"espeak-ng has no voice {voice!r}")
-        self.lib.espeak_SetParameter(_ESPEAK_PARAM_RATE, rate_wpm, 0)
-        encoded = text.encode()
-        self._chunks = []
-        err = self.lib.espeak_Synth(
-            encoded, len(encoded) + 1, 0, 0, 0, _ESPEAK_CHARS_UTF8, None, None
-        )
-        if err != _EE_OK:
-            raise RuntimeError(f"espeak_Synth failed ({err})")
-        pcm = b"".join(self._chunks)
-        self._chunks = []
-        return pcm
-
-
-_ESPEAK_LOCK = threading.Lock()
-_espeak: _Espeak | None = None
-
-
-def _engine() -> _Espeak:
-    global _espeak  # noqa: PLW0603 - lazy process-wide singleton, guarded by _ESPEAK_LOCK
-    if _espeak is None:
-        _espeak = _Espeak()
-    return _espeak
-
 
 @functools.lru_cache(maxsize=256)
 def synthesize(text: str, *, voice: str = "en-us", rate_wpm: int = 150) -> tuple[bytes, int]:
-    """Speak ``text`` with espeak-ng: (PCM16 little-endian mono bytes, sample rate)."""
-    with _ESPEAK_LOCK:
-        engine = _engine()
-        return engine.synth(text, voice, rate_wpm), engine.rate
+    """Speak ``text`` with espeak-ng: (PCM16 little-endian mono bytes, sample rate).
+
+    Through callbridge's own espeak-ng wrapper: the library is one instance per process with a
+    global callback, so the tests and the offline engine under test must take turns on it."""
+    return run_espeak(text, voice, rate_wpm)
 
 
 def resample_pcm16(pcm16: bytes, rate_in: int, rate_out: int) -> bytes:

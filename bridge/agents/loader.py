@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.agents.model import Agent, ToolSpec
+from bridge.agents.model import (
+    Agent,
+    DialogIntent,
+    DialogScript,
+    DialogSlot,
+    ElevenLabsSpec,
+    PartSpec,
+    ToolSpec,
+)
 from bridge.agents.template import check, is_variable_name
 from bridge.errors import ConfigError
 
@@ -124,8 +132,32 @@ _AGENT_KEYS = frozenset(
         "tool_secret_env",
         "variables",
         "tools",
+        "fallback",
+        "keywords",
+        "endpointing_sensitivity",
+        "interrupt_sensitivity",
+        "stt",
+        "llm",
+        "tts",
+        "elevenlabs",
+        "dialog",
     }
 )
+ENGINES = ("openai_realtime", "elevenlabs", "pipeline")
+PART_PROVIDERS = {
+    "stt": ("local", "deepgram"),
+    "llm": ("scripted", "openai"),
+    "tts": ("local", "elevenlabs"),
+}
+"""Cascaded-engine parts: ``local`` = pocketsphinx / espeak-ng, ``scripted`` = the agent's
+``[dialog]``, ``openai`` = any OpenAI-compatible chat-completions endpoint."""
+_PART_KEYS = frozenset({"provider", "model", "voice", "base_url", "api_key_env"})
+_ELEVENLABS_KEYS = frozenset({"agent_id", "private", "overrides", "voice_id"})
+_DIALOG_KEYS = frozenset({"fallback", "phrases", "intents", "slots"})
+_INTENT_KEYS = frozenset(
+    {"name", "examples", "reply", "slots", "tool", "tool_error_reply", "end_call"}
+)
+_SLOT_KEYS = frozenset({"ask", "values"})
 _TOOL_KEYS = frozenset({"name", "description", "webhook", "timeout_s", "parameters"})
 
 
@@ -155,6 +187,22 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         logger.warning("agent %r has tool webhooks but no secret: requests are unsigned", name)
 
     base = Agent(name=name)
+    engine = fields.string("engine") or base.engine
+    if engine not in ENGINES:
+        raise fields.error("engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
+    elevenlabs = _read_elevenlabs(fields)
+    if engine == "elevenlabs" and elevenlabs is None:
+        raise fields.error("elevenlabs", 'is required for engine = "elevenlabs" (agent_id)')
+    parts = {kind: _read_part(fields, kind, env) for kind in PART_PROVIDERS}
+    dialog = _read_dialog(fields, {t.name for t in tools})
+    llm = parts["llm"]
+    if engine == "pipeline" and (llm is None or llm.provider == "scripted") and dialog is None:
+        raise fields.error("dialog", "is required when the language model is scripted")
+    endpointing = _choice(fields, "endpointing_sensitivity", ("sensitive", "auto", "relaxed"))
+    interrupt = _choice(fields, "interrupt_sensitivity", ("high", "low"))
+    fallback = fields.string("fallback")
+    if fallback is not None and (fallback == name or not _AGENT_NAME.fullmatch(fallback)):
+        raise fields.error("fallback", f"must name another agent, got {fallback!r}")
     transcription = fields.string("transcription_model", empty_ok=True)
     end_call = fields.boolean("end_call")
     max_duration_s = fields.number("max_duration_s")
@@ -164,7 +212,7 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         raise fields.error("audio_format", f"must be one of {', '.join(AUDIO_FORMATS)}")
     return Agent(
         name=name,
-        engine=fields.string("engine") or base.engine,
+        engine=engine,
         model=fields.string("model") or base.model,
         voice=fields.string("voice") or base.voice,
         language=fields.string("language") or base.language,
@@ -182,6 +230,15 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         max_duration_s=base.max_duration_s if max_duration_s is None else max_duration_s,
         dtmf_flush_s=base.dtmf_flush_s if dtmf_flush_s is None else dtmf_flush_s,
         audio_format=audio_format,
+        fallback=fallback,
+        keywords=tuple(_strings(fields, "keywords")),
+        endpointing_sensitivity=endpointing or base.endpointing_sensitivity,
+        interrupt_sensitivity=interrupt or base.interrupt_sensitivity,
+        stt=parts["stt"],
+        llm=llm,
+        tts=parts["tts"],
+        elevenlabs=elevenlabs,
+        dialog=dialog,
     )
 
 
@@ -199,6 +256,9 @@ def load_agents(agents_dir: Path, prompts_dir: Path, env: Mapping[str, str]) -> 
             )
         agents[agent.name] = agent
         origin[agent.name] = path
+    for agent in agents.values():
+        if agent.fallback is not None and agent.fallback not in agents:
+            raise ConfigError(f"{origin[agent.name]}: fallback: no agent named '{agent.fallback}'")
     return agents
 
 
@@ -248,6 +308,111 @@ class AgentRegistry:
 
 
 # --- the parts of an agent file -------------------------------------------------------------
+
+
+def _choice(fields: _Fields, key: str, choices: tuple[str, ...]) -> str | None:
+    value = fields.string(key)
+    if value is not None and value not in choices:
+        raise fields.error(key, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _strings(fields: _Fields, key: str) -> list[str]:
+    value = fields.table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise fields.error(key, "must be an array of non-empty strings")
+    return list(value)
+
+
+def _read_part(fields: _Fields, kind: str, env: Mapping[str, str]) -> PartSpec | None:
+    table = fields.table_of(kind)
+    if table is None:
+        return None
+    part = _Fields(fields.path, table, f"{kind}.")
+    part.reject_unknown(_PART_KEYS)
+    provider = part.required_string("provider")
+    if provider not in PART_PROVIDERS[kind]:
+        raise part.error("provider", f"must be one of {', '.join(PART_PROVIDERS[kind])}")
+    base_url = part.string("base_url")
+    if base_url is not None and not _is_http_url(base_url.replace("ws", "http", 1)):
+        raise part.error("base_url", f"must be a URL, got {base_url!r}")
+    key_env = part.string("api_key_env")
+    api_key = None
+    if key_env is not None:
+        api_key = env.get(key_env)
+        if not api_key:
+            raise part.error("api_key_env", f"environment variable {key_env} is not set or empty")
+    return PartSpec(provider, part.string("model"), part.string("voice"), base_url, api_key)
+
+
+def _read_elevenlabs(fields: _Fields) -> ElevenLabsSpec | None:
+    table = fields.table_of("elevenlabs")
+    if table is None:
+        return None
+    el = _Fields(fields.path, table, "elevenlabs.")
+    el.reject_unknown(_ELEVENLABS_KEYS)
+    overrides = tuple(_strings(el, "overrides")) if "overrides" in table else None
+    for item in overrides or ():
+        if item not in ("prompt", "first_message", "language", "voice"):
+            raise el.error("overrides", f"unknown override {item!r}")
+    spec = ElevenLabsSpec(el.required_string("agent_id"), bool(el.boolean("private")))
+    if overrides is not None:
+        spec = replace(spec, overrides=overrides)
+    return replace(spec, voice_id=el.string("voice_id"))
+
+
+def _read_dialog(fields: _Fields, tools: set[str]) -> DialogScript | None:
+    table = fields.table_of("dialog")
+    if table is None:
+        return None
+    dialog = _Fields(fields.path, table, "dialog.")
+    dialog.reject_unknown(_DIALOG_KEYS)
+    slots: dict[str, DialogSlot] = {}
+    for slot_name, raw in (dialog.table_of("slots") or {}).items():
+        if not isinstance(raw, dict):
+            raise dialog.error(f"slots.{slot_name}", "must be a table")
+        slot = _Fields(fields.path, raw, f"dialog.slots.{slot_name}.")
+        slot.reject_unknown(_SLOT_KEYS)
+        values = tuple(_strings(slot, "values"))
+        if not values:
+            raise slot.error("values", "needs at least one value")
+        slots[slot_name] = DialogSlot(slot_name, slot.required_string("ask"), values)
+    entries = table.get("intents")
+    if not isinstance(entries, list) or not entries:
+        raise dialog.error("intents", "needs at least one [[dialog.intents]]")
+    intents: list[DialogIntent] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise dialog.error(f"intents[{index}]", "must be a table")
+        intent = _Fields(fields.path, entry, f"dialog.intents[{index}].")
+        intent.reject_unknown(_INTENT_KEYS)
+        examples = tuple(_strings(intent, "examples"))
+        if not examples:
+            raise intent.error("examples", "needs at least one example phrase")
+        wanted = tuple(_strings(intent, "slots"))
+        for slot_name in wanted:
+            if slot_name not in slots:
+                raise intent.error("slots", f"no [dialog.slots.{slot_name}]")
+        tool = intent.string("tool")
+        if tool is not None and tool not in tools:
+            raise intent.error("tool", f"no [[tools]] entry named {tool!r}")
+        intents.append(
+            DialogIntent(
+                name=intent.required_string("name"),
+                examples=examples,
+                reply=intent.required_string("reply"),
+                slots=wanted,
+                tool=tool,
+                tool_error_reply=intent.string("tool_error_reply"),
+                end_call=bool(intent.boolean("end_call")),
+            )
+        )
+    return DialogScript(
+        intents=tuple(intents),
+        slots=slots,
+        fallback=dialog.string("fallback") or DialogScript(()).fallback,
+        phrases=tuple(_strings(dialog, "phrases")),
+    )
 
 
 def _read_prompt(fields: _Fields, prompts_dir: Path) -> str:
@@ -328,8 +493,11 @@ def _read_tool(fields: _Fields) -> ToolSpec:
         raise fields.error("name", f"must be 1-64 letters, digits, '_' or '-', got {name!r}")
     description = fields.required_string("description")
     webhook = fields.string("webhook")
-    if webhook is not None and not _is_http_url(webhook):
-        raise fields.error("webhook", f"must be an http or https URL, got {webhook!r}")
+    local = webhook is not None and webhook.startswith("/") and " " not in webhook
+    if webhook is not None and not local and not _is_http_url(webhook):
+        raise fields.error(
+            "webhook", f"must be an http or https URL (or a path on this server), got {webhook!r}"
+        )
     timeout_s = fields.number("timeout_s")
     spec = ToolSpec(name, description, _read_parameters(fields), webhook)
     return spec if timeout_s is None else replace(spec, timeout_s=timeout_s)

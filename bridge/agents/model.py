@@ -45,3 +45,77 @@ class Agent:
     """Pressed digits are collected and handed to the model after this pause (or on ``#``)."""
     audio_format: str | None = None
     """Engine audio format; None = the carrier's own when the engine speaks it (no transcoding)."""
+    fallback: str | None = None
+    """Another agent whose engine takes the call over if this one cannot connect or dies."""
+    keywords: tuple[str, ...] = ()
+    """Words speech recognition should favour (names, products)."""
+    endpointing_sensitivity: str = "auto"
+    """Cascaded engine: how soon a pause ends the caller's turn (sensitive / auto / relaxed)."""
+    interrupt_sensitivity: str = "high"
+    """Cascaded engine: how readily caller speech interrupts the agent (high / low)."""
+    stt: PartSpec | None = None
+    llm: PartSpec | None = None
+    tts: PartSpec | None = None
+    elevenlabs: ElevenLabsSpec | None = None
+    dialog: DialogScript | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartSpec:
+    """One part of the cascaded engine (``[stt]``, ``[llm]`` or ``[tts]`` in the agent file)."""
+
+    provider: str
+    model: str | None = None
+    voice: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    """The key's value, read from the environment variable the agent file names."""
+
+
+@dataclass(frozen=True, slots=True)
+class ElevenLabsSpec:
+    """``[elevenlabs]``: which ElevenLabs agent answers, and what callbridge overrides."""
+
+    agent_id: str
+    private: bool = False
+    """Private agents are reached through a signed URL (needs ``ELEVENLABS_API_KEY``)."""
+    overrides: tuple[str, ...] = ("prompt", "first_message")
+    voice_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialogSlot:
+    name: str
+    ask: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DialogIntent:
+    name: str
+    examples: tuple[str, ...]
+    reply: str
+    slots: tuple[str, ...] = ()
+    tool: str | None = None
+    tool_error_reply: str | None = None
+    end_call: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DialogScript:
+    """``[dialog]``: a scripted agent for the offline engine — no language model needed."""
+
+    intents: tuple[DialogIntent, ...]
+    slots: Mapping[str, DialogSlot] = field(default_factory=dict)
+    fallback: str = "Sorry, I did not catch that."
+    phrases: tuple[str, ...] = ()
+    """Extra phrases the recogniser should know (fillers like "yes", "please", "at")."""
+
+    def recognizer_phrases(self) -> tuple[str, ...]:
+        """Everything a caller may say to this script: the speech recogniser's grammar."""
+        out: list[str] = []
+        for intent in self.intents:
+            out += intent.examples
+        for slot in self.slots.values():
+            out += slot.values
+        return tuple(dict.fromkeys([*out, *self.phrases]))

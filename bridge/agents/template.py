@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.agents.model import Agent
 from bridge.errors import ConfigError
@@ -44,6 +44,10 @@ class RenderedAgent:
 
     instructions: str
     initial_message: str | None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Every value the templates could use (agent defaults + the call's own)."""
+    history: tuple[tuple[str, str], ...] = ()
+    """(role, text) of the conversation so far, when an engine takes over a call."""
 
 
 def is_variable_name(name: str) -> bool:
@@ -99,4 +103,5 @@ def render_agent(agent: Agent, call_variables: Mapping[str, str]) -> RenderedAge
     return RenderedAgent(
         instructions=render(agent.prompt_template, values),
         initial_message=None if initial is None else render(initial, values),
+        variables=values,
     )

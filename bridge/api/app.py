@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -15,8 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridge import __version__
 from bridge.agents.loader import AgentRegistry
-from bridge.api import calls, media
+from bridge.agents.model import Agent
+from bridge.api import calls, demo, media
 from bridge.config import Settings
+from bridge.engines.pipeline.local_stt import warm_up as warm_up_recogniser
 from bridge.journal.store import JournalStore
 from bridge.journal.writer import JournalWriter
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
@@ -24,6 +27,11 @@ from bridge.runtime.services import Services
 from bridge.tools.webhook import ToolDispatcher
 
 log = logging.getLogger(__name__)
+
+
+def uses_local_stt(agent: Agent) -> bool:
+    """The agent's engine recognises speech with pocketsphinx (worth warming up at start)."""
+    return agent.engine == "pipeline" and (agent.stt is None or agent.stt.provider == "local")
 
 
 def create_app(
@@ -54,6 +62,14 @@ def create_app(
             engine_factories=dict(engine_factories or ENGINE_FACTORIES),
         )
         log.info("callbridge %s ready: agents %s", __version__, ", ".join(agents.names()))
+        warming = None
+        # The recogniser process costs ≈150 MB: start it early only for agents likely to answer
+        # (the default one, and fallbacks, which must take over fast); others start it cold.
+        likely = {agents.default_name} | {
+            a.fallback for a in map(agents.get, agents.names()) if a.fallback
+        }
+        if any(uses_local_stt(agents.get(name)) for name in likely if name in agents):
+            warming = asyncio.create_task(warm_up_recogniser())
         # Everything loaded so far lives as long as the process: move it out of the collector's
         # sight. Full collections then walk only per-call objects (measured: 45-106 ms stalls of
         # every live call at 50-200 calls without this, 14-22 ms with it).
@@ -62,6 +78,8 @@ def create_app(
         try:
             yield
         finally:
+            if warming is not None:
+                warming.cancel()
             await writer.close()
             if http_client is None:
                 await client.aclose()
@@ -91,4 +109,5 @@ def create_app(
 
     app.include_router(calls.router, tags=["calls"])
     app.include_router(media.router)
+    app.include_router(demo.router)
     return app

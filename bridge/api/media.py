@@ -1,4 +1,4 @@
-"""Carrier media websockets. ``/twilio/media`` is Twilio Media Streams' ``<Stream url>``."""
+"""Carrier media websockets: one route per carrier protocol, one call per stream."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from bridge.carriers.base import CarrierCodec
+from bridge.carriers.telnyx.codec import TelnyxCodec
 from bridge.carriers.twilio.codec import TwilioCodec
 from bridge.journal.ids import new_call_id
 from bridge.runtime.admission import admit
 from bridge.runtime.call import CallRuntime
 from bridge.runtime.services import Services
+from bridge.tools.webhook import local_base_url
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -63,13 +66,25 @@ class StarletteSocket:
 
 @router.websocket("/twilio/media")
 async def twilio_media(websocket: WebSocket) -> None:
-    """One Twilio media stream = one call."""
+    """One Twilio media stream (``<Connect><Stream url>``) = one call."""
+    await _carry(websocket, TwilioCodec())
+
+
+@router.websocket("/telnyx/media")
+async def telnyx_media(websocket: WebSocket) -> None:
+    """One Telnyx media stream (TeXML ``<Stream>`` / Call Control ``stream_url``) = one call."""
+    await _carry(websocket, TelnyxCodec())
+
+
+async def _carry(websocket: WebSocket, codec: CarrierCodec) -> None:
     services: Services = websocket.app.state.services
+    if services.tools.local_base is None:
+        services.tools.local_base = local_base_url(websocket.scope.get("server"))
     call_id = new_call_id()
     await websocket.accept()
     socket = StarletteSocket(websocket)
-    with admit(services, call_id) as admitted:
+    with admit(services, call_id, codec.carrier) as admitted:
         if not admitted:
             await socket.close(1013, "callbridge is at capacity")
             return
-        await CallRuntime(services, socket, TwilioCodec(), call_id=call_id).run()
+        await CallRuntime(services, socket, codec, call_id=call_id).run()

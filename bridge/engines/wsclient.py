@@ -21,7 +21,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-__all__ = ["LeanWebSocket", "lean_connect"]
+__all__ = ["LeanWebSocket", "connect_engine", "lean_connect"]
 
 _CLOSED = object()
 
@@ -130,6 +130,15 @@ class LeanWebSocket(asyncio.Protocol):
         if not self._can_write.is_set():
             await self._can_write.wait()
 
+    async def send_binary(self, data: bytes) -> None:
+        """Send one binary message (raw audio for engines that take it)."""
+        if self._closed.is_set():
+            raise ConnectionError("websocket is closed")
+        self._ws.send_binary(data)
+        self._flush()
+        if not self._can_write.is_set():
+            await self._can_write.wait()
+
     async def recv(self) -> str | bytes | None:
         """The next message, or None once the connection is closed."""
         message = await self._messages.get()
@@ -206,3 +215,21 @@ async def lean_connect(
     if protocol.handshake_exc is not None:  # pragma: no cover - raised through the future
         raise InvalidHandshake(str(protocol.handshake_exc))
     return conn
+
+
+async def connect_engine(
+    url: str, *, who: str, headers: Mapping[str, str] | None = None, open_timeout_s: float = 10.0
+) -> LeanWebSocket:
+    """:func:`lean_connect` for an engine: every way it fails is ``EngineUnavailable``."""
+    from websockets.exceptions import InvalidURI
+
+    from bridge.errors import EngineUnavailable
+
+    try:
+        return await lean_connect(url, headers=headers, open_timeout_s=open_timeout_s)
+    except InvalidURI as exc:
+        raise EngineUnavailable(f"bad {who} URL: {exc}", retryable=False) from None
+    except InvalidHandshake as exc:
+        raise EngineUnavailable(f"{who} handshake failed: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise EngineUnavailable(f"cannot reach {who}: {exc!r}") from None

@@ -13,12 +13,12 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def admit(services: Services, call_id: str) -> Iterator[bool]:
+def admit(services: Services, call_id: str, carrier: str = "twilio") -> Iterator[bool]:
     """Yield True and count the call as live, or journal it as rejected and yield False."""
     if len(services.live_calls) >= services.settings.max_calls:
         log.warning("call %s: rejected: capacity (%d live)", call_id, len(services.live_calls))
         now = datetime.now(UTC)
-        services.journal.call_started(call_id, carrier="twilio", started_at=now)
+        services.journal.call_started(call_id, carrier=carrier, started_at=now)
         services.journal.call_finished(
             call_id, status="rejected", end_reason="rejected: capacity", ended_at=now
         )

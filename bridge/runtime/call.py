@@ -19,13 +19,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bridge.agents.model import Agent
 from bridge.agents.template import render_agent
 from bridge.audio.transcode import Transcoder
-from bridge.carriers.twilio.codec import TwilioCodec
+from bridge.carriers.base import CarrierCodec
 from bridge.engines.base import EngineClient
 from bridge.errors import CallbridgeError, CarrierProtocolError, EngineUnavailable
 from bridge.runtime.services import Services
@@ -33,6 +34,7 @@ from bridge.session import actions as act
 from bridge.session import events as ev
 from bridge.session.config import SessionConfig
 from bridge.session.core import CallSession
+from bridge.session.state import CallState
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class CallRuntime:
         self,
         services: Services,
         socket: CarrierSocket,
-        codec: TwilioCodec,
+        codec: CarrierCodec,
         *,
         call_id: str,
         clock: Callable[[], float] = time.monotonic,
@@ -84,6 +86,10 @@ class CallRuntime:
         self._timer_at: float | None = None
         self._protocol_errors: list[str] = []
         self._journaled_errors = 0
+        self._carrier_format = "pcmu"
+        self._history: list[tuple[str, str]] = []
+        self._fell_back = False
+        self._engine_was_ready = False
 
     # -- the call ----------------------------------------------------------------------------
 
@@ -154,13 +160,11 @@ class CallRuntime:
             )
         except CallbridgeError as exc:
             return str(exc)
-        self.engine = engine
-        if engine_format != start.encoding:
-            self._to_engine = Transcoder(start.encoding, engine_format)
-            self._to_carrier = Transcoder(engine_format, start.encoding)
+        self._carrier_format = start.encoding
+        self._use_engine(engine, engine_format)
         self.session = CallSession(
             SessionConfig(
-                capabilities=engine.protocol.capabilities,
+                capabilities=engine.capabilities,
                 bytes_per_ms=8.0 if start.encoding in ("pcmu", "pcma") else 16.0,
                 chunk_bytes=160 if start.encoding in ("pcmu", "pcma") else 320,
                 initial_message=rendered.initial_message,
@@ -194,25 +198,84 @@ class CallRuntime:
             elif event is not None:
                 await self._handle(event)
 
+    def _use_engine(self, engine: EngineClient, engine_format: str) -> None:
+        self.engine = engine
+        carrier = self._carrier_format
+        same = engine_format == carrier
+        self._to_engine = None if same else Transcoder(carrier, engine_format)
+        self._to_carrier = None if same else Transcoder(engine_format, carrier)
+
     async def _run_engine(self) -> None:
-        engine = self.engine
-        assert engine is not None
-        try:
-            await engine.connect()
-        except EngineUnavailable as exc:
-            log.error("call %s: engine unavailable: %s", self.call_id, exc)
-            await self._handle(ev.StartFailed(f"engine unavailable: {exc}"))
-            return
+        """Connect the engine and pump its events; move to the fallback engine if it fails."""
+        while not self._done.is_set():
+            engine = self.engine
+            assert engine is not None
+            try:
+                await engine.connect()
+            except EngineUnavailable as exc:
+                reason = f"engine unavailable: {exc}"
+                log.error("call %s: %s", self.call_id, reason)
+                if not await self._fall_back(reason):
+                    await self._handle(ev.StartFailed(reason))
+                    return
+                continue
+            if not await self._pump(engine):
+                return
+
+    async def _pump(self, engine: EngineClient) -> bool:
+        """Engine events into the session until the end; True if the call moved engines."""
         to_carrier = self._to_carrier
         async for received in engine.events():
             event = received
-            if to_carrier is not None and type(received) is ev.AgentAudio:
-                event = ev.AgentAudio(
-                    received.response_id, received.item_id, to_carrier.convert(received.audio)
-                )
+            if type(received) is ev.AgentAudio:
+                if to_carrier is not None:
+                    audio = to_carrier.convert(received.audio)
+                    event = ev.AgentAudio(received.response_id, received.item_id, audio)
+            elif isinstance(received, ev.EngineReady):
+                self._engine_was_ready = True
+            elif isinstance(received, ev.EngineClosed) and await self._fall_back(
+                f"engine closed: {received.reason}"
+            ):
+                return True
             await self._handle(event)
             if self._done.is_set():
-                return
+                return False
+        return False
+
+    async def _fall_back(self, reason: str) -> bool:
+        """Hand the call to the agent's fallback engine; False if there is none (or it failed)."""
+        agent, services = self.agent, self.services
+        if agent is None or agent.fallback is None or self._fell_back or self._done.is_set():
+            return False
+        if self.session.state not in (CallState.CONNECTING, CallState.ACTIVE):
+            return False  # ending anyway
+        self._fell_back = True
+        previous = self.engine
+        try:
+            fallback = services.agents.get(agent.fallback)
+            rendered = render_agent(fallback, self._params)
+            rendered = replace(
+                rendered,
+                history=tuple(self._history),
+                initial_message=None if self._engine_was_ready else rendered.initial_message,
+            )
+            engine, engine_format = services.make_engine(
+                fallback, rendered, carrier_format=self._carrier_format, call_id=self.call_id
+            )
+        except CallbridgeError as exc:
+            log.error("call %s: fallback agent unusable: %s", self.call_id, exc)
+            return False
+        log.warning(
+            "call %s: %s; moving to %s (%s)", self.call_id, reason, fallback.name, fallback.engine
+        )
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous.close()
+        self._use_engine(engine, engine_format)
+        await self._handle(
+            ev.EngineReplaced(engine.capabilities, reason, agent.engine, fallback.engine)
+        )
+        return True
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
@@ -238,6 +301,8 @@ class CallRuntime:
                     self._journal_clear(since)
             elif isinstance(action, act.JournalTurn | act.JournalEvent | act.JournalToolCall):
                 self.services.journal.record(self.call_id, action)
+                if type(action) is act.JournalTurn:
+                    self._history.append((action.role, action.text))
             elif isinstance(action, act.RunTool):
                 self._spawn(self._run_tool(action))
             elif isinstance(action, act.HangUp):

@@ -79,6 +79,7 @@ class AddToolOutput:
 
     call_id: str
     output: str
+    is_error: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,13 @@ class EngineCapabilities:
     """The engine reports ``UserTranscript`` and ``AgentTranscript``."""
     audio_formats: tuple[str, ...] = ("pcmu",)
     """Audio formats it accepts and produces, best first ("pcmu", "pcma", "pcm16/24000")."""
+    speaks_initial_message: bool = False
+    """The engine is configured with the agent's first words and says them itself."""
+    auto_response: bool = False
+    """The engine answers tool results and user text on its own; never send ``CreateResponse``."""
+    heard_text: bool = False
+    """After a barge-in the engine reports exactly which words the caller heard
+    (``AgentHeardText``); the interrupted turn is journaled with those words."""
 
 
 @dataclass(frozen=True, slots=True)

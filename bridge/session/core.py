@@ -24,7 +24,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.audio.framing import Framer
@@ -64,7 +64,7 @@ class CallSession:
         self.ledger = PlaybackLedger(config.bytes_per_ms)
         self._framer = Framer(config.chunk_bytes)
         self._framing_item: str | None = None
-        self._turns = AgentTurns(self.ledger)
+        self._turns = AgentTurns(self.ledger, exact_heard=config.capabilities.heard_text)
         self._preconnect: deque[bytes] = deque(maxlen=max(1, config.preconnect_frames))
         self._response_id: str | None = None
         self._response_requested = False
@@ -75,6 +75,7 @@ class CallSession:
         self._digits: list[str] = []
         self._dtmf_deadline: float | None = None
         self._end_deadline: float | None = None
+        self._greeted = False
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -139,6 +140,8 @@ class CallSession:
         return []
 
     def _request_response(self, instructions: str | None = None) -> list[act.Action]:
+        if self.config.capabilities.auto_response:
+            return []  # the engine answers on its own
         if self._response_id is not None or self._response_requested:
             self._deferred_response = (instructions,)
             return []
@@ -214,11 +217,17 @@ class CallSession:
 
     def _on_engine_ready(self, event: ev.EngineReady, now: float) -> list[act.Action]:
         self._go(CallState.ACTIVE)
-        out: list[act.Action] = [self._event(now, "engine_ready")]
+        data = {"session_id": event.session_id} if event.session_id else {}
+        out: list[act.Action] = [self._event(now, "engine_ready", **data)]
         if self._preconnect:
             out.append(act.SendAudio(b"".join(self._preconnect)))
             self._preconnect.clear()
-        if self.config.initial_message:
+        greeted, self._greeted = self._greeted, True
+        if (
+            self.config.initial_message
+            and not greeted
+            and not self.config.capabilities.speaks_initial_message
+        ):
             instructions = (
                 "Start the call: greet the caller by saying exactly this, word for word, "
                 f'and nothing else: "{self.config.initial_message}"'
@@ -305,6 +314,9 @@ class CallSession:
     def _on_agent_transcript(self, event: ev.AgentTranscript, now: float) -> list[act.Action]:
         return [*self._turns.on_transcript(event, now, self.time_in_call)]
 
+    def _on_agent_heard_text(self, event: ev.AgentHeardText, now: float) -> list[act.Action]:
+        return [*self._turns.on_heard_text(event.item_id, event.text, self.time_in_call)]
+
     def _on_user_transcript(self, event: ev.UserTranscript, now: float) -> list[act.Action]:
         text = event.text.strip()
         started = self._user_speech_at.pop(event.item_id, now)
@@ -335,7 +347,7 @@ class CallSession:
             output = json.dumps({"error": f"invalid arguments for {event.name}: {exc}"})
             return [
                 self._event(now, "tool_error", name=event.name, message=str(exc)),
-                act.AddToolOutput(event.call_id, output),
+                act.AddToolOutput(event.call_id, output, is_error=True),
                 *self._request_response(),
             ]
         if event.name == END_CALL_TOOL and self.config.end_call_tool:
@@ -351,7 +363,7 @@ class CallSession:
             output = json.dumps({"error": f"unknown tool {event.name!r}"})
             return [
                 self._event(now, "tool_error", name=event.name, message="unknown tool"),
-                act.AddToolOutput(event.call_id, output),
+                act.AddToolOutput(event.call_id, output, is_error=True),
                 *self._request_response(),
             ]
         self._pending_tools[event.call_id] = (event.name, arguments, now)
@@ -376,14 +388,42 @@ class CallSession:
                 event.duration_ms,
             ),
             self._event(now, "tool_result", name=name, call_id=event.call_id, ok=event.ok),
-            act.AddToolOutput(event.call_id, event.output),
+            act.AddToolOutput(event.call_id, event.output, is_error=not event.ok),
         ]
+        if self.state is CallState.CONNECTING:
+            return out[:2]  # the engine that asked is gone; its successor never saw the call
         if not self._pending_tools and self.state is CallState.ACTIVE:
             out += self._request_response()
         return out
 
     def _on_engine_error(self, event: ev.EngineError, now: float) -> list[act.Action]:
         return [self._event(now, "engine_error", message=event.message, code=event.code)]
+
+    def _on_engine_replaced(self, event: ev.EngineReplaced, now: float) -> list[act.Action]:
+        """Forget the failed engine's work in flight; wait for the fallback to be ready."""
+        response = self._response_id
+        if response is not None:
+            self._cancelled.add(response)
+        self._turns.end_audio(response)
+        out: list[act.Action] = [
+            self._event(
+                now,
+                "engine_fallback",
+                previous=event.previous,
+                engine=event.engine,
+                reason=event.reason,
+            ),
+            *self._flush_framer(),
+        ]
+        self._framing_item = None
+        self._response_id = None
+        self._response_requested = False
+        self._deferred_response = None
+        self.config = replace(self.config, capabilities=event.capabilities)
+        self._turns.exact_heard = event.capabilities.heard_text
+        if self.state is CallState.ACTIVE:
+            self._go(CallState.CONNECTING)
+        return out + self._turns.on_played(self.time_in_call)
 
     def _on_engine_closed(self, event: ev.EngineClosed, now: float) -> list[act.Action]:
         return [
@@ -414,12 +454,14 @@ _HANDLERS: dict[type, _Handler] = {
     ev.AgentAudio: CallSession._on_agent_audio,
     ev.AgentAudioDone: CallSession._on_agent_audio_done,
     ev.AgentTranscript: CallSession._on_agent_transcript,
+    ev.AgentHeardText: CallSession._on_agent_heard_text,
     ev.UserTranscript: CallSession._on_user_transcript,
     ev.ResponseDone: CallSession._on_response_done,
     ev.ToolCallRequested: CallSession._on_tool_call,
     ev.ToolResult: CallSession._on_tool_result,
     ev.EngineError: CallSession._on_engine_error,
     ev.EngineClosed: CallSession._on_engine_closed,
+    ev.EngineReplaced: CallSession._on_engine_replaced,
 }
 """Event type → handler. A class-level table: a session holds no bound methods of itself, so
 it forms no reference cycle and is freed as soon as its call ends (no full GC needed)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bridge.session.config import EngineCapabilities
+
 # --- from the carrier -----------------------------------------------------------------------
 
 
@@ -60,6 +62,9 @@ class CallerHangup:
 class EngineReady:
     """The engine accepted the session configuration; audio may flow."""
 
+    session_id: str | None = None
+    """The engine's own id of this conversation (journaled, for the vendor's support)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SpeechStarted:
@@ -105,6 +110,15 @@ class AgentTranscript:
     """The full text of what the agent said (or was about to say) in one item."""
 
     response_id: str
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentHeardText:
+    """After a barge-in: exactly the words of this item the caller heard (engines with
+    ``heard_text``; e.g. ElevenLabs' ``agent_response_correction``, TTS word timings)."""
+
     item_id: str
     text: str
 
@@ -165,6 +179,19 @@ class ToolResult:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineReplaced:
+    """The runtime moved the call to the agent's fallback engine (the first one failed).
+
+    The session forgets the old engine's response in flight and waits for ``EngineReady`` from
+    the new one, buffering caller audio meanwhile, exactly as at the start of the call."""
+
+    capabilities: EngineCapabilities
+    reason: str
+    previous: str
+    engine: str
+
+
+@dataclass(frozen=True, slots=True)
 class StartFailed:
     """The call could not be set up (unknown agent, missing prompt variable, no engine)."""
 
@@ -181,10 +208,11 @@ EngineEvent = (
     | AgentAudio
     | AgentAudioDone
     | AgentTranscript
+    | AgentHeardText
     | UserTranscript
     | ResponseDone
     | ToolCallRequested
     | EngineError
     | EngineClosed
 )
-Event = CarrierEvent | EngineEvent | ToolResult | StartFailed
+Event = CarrierEvent | EngineEvent | ToolResult | EngineReplaced | StartFailed

@@ -32,6 +32,7 @@ _ENGINE = (
     ev.AgentAudio,
     ev.AgentAudioDone,
     ev.AgentTranscript,
+    ev.AgentHeardText,
     ev.UserTranscript,
     ev.ResponseDone,
     ev.ToolCallRequested,
@@ -42,9 +43,17 @@ _ENGINE = (
 HANDLED: dict[CallState, frozenset[type]] = {
     CallState.NEW: frozenset({ev.CallStarted, ev.StartFailed, ev.CallerHangup}),
     CallState.CONNECTING: frozenset(
-        {*_CARRIER, ev.EngineReady, ev.EngineError, ev.EngineClosed, ev.StartFailed}
+        {
+            *_CARRIER,
+            ev.EngineReady,
+            ev.EngineError,
+            ev.EngineClosed,
+            ev.EngineReplaced,
+            ev.StartFailed,
+            ev.ToolResult,
+        }
     ),
-    CallState.ACTIVE: frozenset({*_CARRIER, *_ENGINE, ev.ToolResult}),
+    CallState.ACTIVE: frozenset({*_CARRIER, *_ENGINE, ev.ToolResult, ev.EngineReplaced}),
     CallState.ENDING: frozenset({*_CARRIER, *_ENGINE, ev.ToolResult}),
     CallState.ENDED: frozenset(),
 }
@@ -57,6 +66,7 @@ ALLOWED: frozenset[tuple[CallState, CallState]] = frozenset(
         (CallState.CONNECTING, CallState.ACTIVE),
         (CallState.CONNECTING, CallState.ENDED),
         (CallState.ACTIVE, CallState.ENDING),
+        (CallState.ACTIVE, CallState.CONNECTING),  # moving to the fallback engine
         (CallState.ACTIVE, CallState.ENDED),
         (CallState.ENDING, CallState.ENDED),
     }

@@ -31,6 +31,8 @@ class AgentItem:
     heard_ms: int = 0
     sent_ms: int = 0
     journaled: bool = False
+    heard_text: str | None = None
+    """Exactly what the caller heard of an interrupted item, when the engine can tell."""
 
 
 def heard_words(text: str, heard_ms: int, sent_ms: int) -> str:
@@ -43,8 +45,10 @@ def heard_words(text: str, heard_ms: int, sent_ms: int) -> str:
 
 
 class AgentTurns:
-    def __init__(self, ledger: PlaybackLedger) -> None:
+    def __init__(self, ledger: PlaybackLedger, *, exact_heard: bool = False) -> None:
         self._ledger = ledger
+        self.exact_heard = exact_heard
+        """The engine reports the words heard after a barge-in: wait for them to journal."""
         self._items: dict[str, AgentItem] = {}
         self._playing: deque[AgentItem] = deque()
 
@@ -99,25 +103,56 @@ class AgentTurns:
         item.transcript = event.text
         return self._journal(item, time_in_call) if item.finished else []
 
-    def drain_finished(self, time_in_call: TimeInCall) -> list[JournalTurn]:
+    def on_heard_text(self, item_id: str, text: str, time_in_call: TimeInCall) -> list[JournalTurn]:
+        """The engine says exactly what the caller heard of an interrupted item."""
+        item = self._items.get(item_id)
+        if item is None:
+            return []
+        item.heard_text = text
+        return self._journal(item, time_in_call) if item.finished else []
+
+    def end_audio(self, response_id: str | None) -> None:
+        """No more audio will come for the unfinished items of ``response_id`` (engine gone)."""
+        for item in self._playing:
+            if item.response_id == response_id:
+                item.audio_done = True
+
+    def drain_finished(self, time_in_call: TimeInCall, *, final: bool = False) -> list[JournalTurn]:
         out: list[JournalTurn] = []
         for item in self._items.values():
             if item.finished:
-                out += self._journal(item, time_in_call)
+                out += self._journal(item, time_in_call, final=final)
         return out
 
     def drain(self, time_in_call: TimeInCall) -> list[JournalTurn]:
-        """The call is over: whatever is still playing was cut short by the hang-up."""
-        self.interrupt([i.item_id for i in self._playing if i.sent_ms or i.transcript])
-        return self.drain_finished(time_in_call)
+        """The call is over: whatever is still playing was cut short by the hang-up — unless
+        the caller heard all of it (engines that never say "audio done" until the next turn)."""
+        cut: list[str] = []
+        for item in list(self._playing):
+            sent = self._ledger.sent_ms(item.item_id)
+            if sent and self._ledger.heard_ms(item.item_id) >= sent:
+                item.finished = True
+                item.sent_ms = item.heard_ms = sent
+                self._playing.remove(item)
+            elif sent or item.transcript:
+                cut.append(item.item_id)
+        self.interrupt(cut)
+        return self.drain_finished(time_in_call, final=True)
 
-    def _journal(self, item: AgentItem, time_in_call: TimeInCall) -> list[JournalTurn]:
+    def _journal(
+        self, item: AgentItem, time_in_call: TimeInCall, *, final: bool = False
+    ) -> list[JournalTurn]:
         if item.journaled or item.transcript is None:
             return []
+        if item.interrupted and item.heard_text is None and self.exact_heard and not final:
+            return []  # the engine will say which words were heard
         item.journaled = True
         text = item.transcript.strip()
         if item.interrupted:
-            text = heard_words(text, item.heard_ms, item.sent_ms)
+            if item.heard_text is not None:
+                text = item.heard_text.strip()
+            else:
+                text = heard_words(text, item.heard_ms, item.sent_ms)
         if not text:
             return []
         return [JournalTurn("agent", text, time_in_call(item.started_at), item.interrupted)]

@@ -1,7 +1,8 @@
 """``callbridge simulate``: place a test call against a running bridge, as Twilio would.
 
 Listens to the greeting (speaks once the agent has been quiet for ``--wait-greeting`` seconds),
-plays a WAV file as the caller, keeps the line open with silence while the agent answers, and
+plays a WAV file as the caller — or speaks each ``--say`` sentence in turn (espeak-ng), waiting
+for the agent's answer after each — keeps the line open with silence while the agent answers, and
 hangs up once the agent has been quiet for ``--quiet`` seconds (or ``--silence-after`` seconds pass
 with no answer, the bridge ends the call, or ``--timeout`` is reached). Then it prints what the
 caller measured (greeting and per-turn response latency) and the call's journal (transcript and
@@ -52,7 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--url", required=True, help="the bridge's media websocket (ws://…/twilio/media)"
     )
-    p.add_argument("--wav", required=True, type=Path, help="caller audio: 16-bit WAV, any rate")
+    said = p.add_mutually_exclusive_group(required=True)
+    said.add_argument("--wav", type=Path, help="caller audio: 16-bit WAV, any rate")
+    said.add_argument(
+        "--say",
+        action="append",
+        metavar="TEXT",
+        help="a caller sentence, spoken with espeak-ng; repeat for a conversation",
+    )
     p.add_argument("--agent", help="agent name (sent as the custom parameter 'agent')")
     p.add_argument(
         "--param",
@@ -127,16 +135,21 @@ async def run_simulate(
     """Run one test call as configured by ``args``; return the exit code (see module doc)."""
     try:
         params = _custom_parameters(args.agent, args.param)
-        ulaw, rate = load_caller_audio(args.wav)
+        if args.say:
+            turns = [speak(text) for text in args.say]
+            source = f"{len(turns)} spoken sentence(s)"
+        else:
+            ulaw, rate = load_caller_audio(args.wav)
+            turns, source = [ulaw], f"{args.wav.name} ({rate} Hz → 8 kHz μ-law)"
     except UsageError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
     caller = TwilioCaller(args.url, custom_parameters=params, realtime=not args.fast)
     print(f"calling {args.url} as {caller.call_sid} (stream {caller.stream_sid})", flush=True)
-    print(f"caller  {len(ulaw) / 8000:.2f} s from {args.wav.name} ({rate} Hz → 8 kHz μ-law)")
+    print(f"caller  {sum(len(t) for t in turns) / 8000:.2f} s from {source}")
     try:
         async with caller.connect():
-            ended = await _converse(caller, ulaw, args)
+            ended = await _converse(caller, turns, args)
     except SimulatedCallError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 1
@@ -149,18 +162,32 @@ async def run_simulate(
     return status
 
 
-async def _converse(caller: TwilioCaller, ulaw: bytes, args: argparse.Namespace) -> str:
-    """Play the caller's audio and wait for the answer; return how the call ended."""
+def speak(text: str) -> bytes:
+    """``text`` spoken by espeak-ng as μ-law 8 kHz, then a pause that ends the caller's turn."""
+    from bridge.audio.espeak import EXECUTOR, synthesize_ulaw
+
+    if not text.strip():
+        raise UsageError("--say needs some text")
+    audio, _ = EXECUTOR.submit(synthesize_ulaw, text).result()
+    return audio + b"\xff" * 8 * 900
+
+
+async def _converse(caller: TwilioCaller, turns: list[bytes], args: argparse.Namespace) -> str:
+    """Play the caller's turns, each followed by the agent's answer; return how it ended."""
     try:
         async with asyncio.timeout(args.timeout):
             if args.wait_greeting > 0:
                 await caller.wait_until_quiet(args.wait_greeting, timeout=args.timeout)
-            await caller.play(ulaw, wait=True)
-            try:
-                await caller.wait_for_agent_audio(caller.arrived_bytes + 1, args.silence_after)
-            except TimeoutError:
-                return f"no agent audio within {args.silence_after:g} s after the caller spoke"
-            await caller.wait_until_quiet(args.quiet, timeout=args.timeout)
+            for ulaw in turns:
+                if caller.closed_by_bridge.is_set():
+                    break
+                before = caller.arrived_bytes  # a fast agent answers before the pause is sent
+                await caller.play(ulaw, wait=True)
+                try:
+                    await caller.wait_for_agent_audio(before + 1, args.silence_after)
+                except TimeoutError:
+                    return f"no agent audio within {args.silence_after:g} s after the caller spoke"
+                await caller.wait_until_quiet(args.quiet, timeout=args.timeout)
     except TimeoutError:
         return f"call timeout ({args.timeout:g} s)"
     except SimulatedCallError:

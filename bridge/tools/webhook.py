@@ -88,6 +88,9 @@ class ToolDispatcher:
         self._client = client
         self._clock = clock
         self._monotonic = monotonic
+        self.local_base: str | None = None
+        """Where this server listens (``http://127.0.0.1:8080``): webhooks given as a path
+        (``/demo/tools/…``) go to this server itself."""
 
     async def run(
         self,
@@ -185,7 +188,7 @@ class ToolDispatcher:
             headers |= signed_headers(secret, int(self._clock()), body)
         try:
             async with asyncio.timeout(spec.timeout_s):
-                return await self._exchange(spec.webhook, headers, body, spec.timeout_s)
+                return await self._exchange(self._url(spec.webhook), headers, body, spec.timeout_s)
         except (TimeoutError, httpx.TimeoutException):
             raise ToolError(f"no reply within {spec.timeout_s:g} s", retryable=True) from None
         except httpx.ConnectError:
@@ -193,6 +196,13 @@ class ToolDispatcher:
         except httpx.HTTPError as exc:
             # The URL may carry credentials, so name the failure, never the request.
             raise ToolError(f"webhook request failed ({type(exc).__name__})") from None
+
+    def _url(self, webhook: str) -> str:
+        if not webhook.startswith("/"):
+            return webhook
+        if self.local_base is None:
+            raise ToolError("a local webhook path needs the server's own address")
+        return self.local_base + webhook
 
     async def _exchange(
         self, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
@@ -221,6 +231,18 @@ class ToolDispatcher:
 
     def _elapsed_ms(self, started: float) -> float:
         return (self._monotonic() - started) * 1000.0
+
+
+def local_base_url(server: Any) -> str | None:
+    """``http://host:port`` of this server from an ASGI scope's ``server`` entry."""
+    if not server:
+        return None
+    host, port = server[0], server[1]
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def interpret_reply(status_code: int, content_type: str, body: bytes) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from bridge.agents import Agent, AgentRegistry, MissingVariablesError, load_agent, load_agents
 from bridge.agents.template import render_agent
+from bridge.config import Settings
 from bridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,16 +54,25 @@ def load(tmp_path: Path, prompts: Path, text: str, env: dict[str, str] | None = 
 
 def test_repository_agents_load() -> None:
     agents = load_agents(AGENTS_DIR, PROMPTS_DIR, {})
-    assert set(agents) >= {"default", "support"}
+    assert set(agents) >= {"default", "demo", "support"}
     for agent in agents.values():
-        assert agent.engine == "openai_realtime"
+        assert agent.engine in ("openai_realtime", "pipeline")
         assert agent.prompt_template.strip()
 
 
-def test_repository_default_agent() -> None:
-    registry = AgentRegistry.from_dir(AGENTS_DIR, PROMPTS_DIR, {})
+def test_repository_default_agent_is_the_offline_demo() -> None:
+    registry = AgentRegistry.from_dir(AGENTS_DIR, PROMPTS_DIR, {}, Settings().default_agent)
     agent = registry.get(None)
-    assert agent.name == registry.default_name == "default"
+    assert agent.name == registry.default_name == "demo"
+    assert agent.engine == "pipeline"
+    assert agent.dialog is not None
+    assert agent.initial_message  # speaks first
+    assert [t.name for t in agent.tools] == ["book_appointment"]
+
+
+def test_repository_receptionist_agent() -> None:
+    registry = AgentRegistry.from_dir(AGENTS_DIR, PROMPTS_DIR, {})
+    agent = registry.get("default")
     assert agent.voice == "marin"
     assert agent.initial_message  # speaks first
     assert agent.end_call_enabled

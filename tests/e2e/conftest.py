@@ -17,8 +17,19 @@ from bridge.api.app import create_app
 from bridge.config import Settings
 from bridge.simulate.caller import TwilioCaller
 from tests.servers import ToolService, serve
+from tests.waiting import until
 
 TOOL_SECRET = "e2e-tool-secret"
+
+LOOKUP_ORDER = """
+        [[tools]]
+        name = "lookup_order"
+        description = "Look up an order by its number."
+        webhook = "{tools}/tools/lookup_order"
+        timeout_s = 2
+        parameters = {{ type = "object", properties = {{ order_id = {{ type = "string" }} }} }}
+"""
+"""The tool several test agents offer, pointed at the test's tool service ({tools})."""
 
 AGENTS: dict[str, str] = {
     "greeter": """
@@ -54,6 +65,68 @@ AGENTS: dict[str, str] = {
     "needs_name": """
         prompt = "personal"
     """,
+    "eleven": """
+        engine = "elevenlabs"
+        instructions = "You are the receptionist of Acme. Keep answers short."
+        initial_message = "Thanks for calling Acme. How can I help you today?"
+        tool_secret_env = "E2E_TOOL_SECRET"
+
+        [elevenlabs]
+        agent_id = "agent_acme"
+
+    """
+    + LOOKUP_ORDER,
+    "eleven_private": """
+        engine = "elevenlabs"
+        instructions = "You are a helpful phone agent."
+        fallback = "offline"
+
+        [elevenlabs]
+        agent_id = "agent_private"
+        private = true
+        overrides = ["prompt"]
+    """,
+    "cascade": """
+        engine = "pipeline"
+        instructions = "You are the receptionist of Acme. Keep answers short."
+        initial_message = "Thanks for calling Acme. How can I help you today?"
+        keywords = ["Acme"]
+        tool_secret_env = "E2E_TOOL_SECRET"
+        fallback = "offline"
+        temperature = 0.4
+
+        [stt]
+        provider = "deepgram"
+
+        [llm]
+        provider = "openai"
+        model = "gpt-4o-mini"
+
+        [tts]
+        provider = "elevenlabs"
+        voice = "voice_acme"
+
+    """
+    + LOOKUP_ORDER,
+    "offline": """
+        engine = "pipeline"
+        instructions = "A scripted stand-in."
+        initial_message = "Hello, this is the backup line. How can I help?"
+
+        [dialog]
+        fallback = "Sorry, I did not catch that."
+
+        [[dialog.intents]]
+        name = "status"
+        examples = ["what is the status of order a one two three four"]
+        reply = "Your order has shipped and will arrive on friday."
+
+        [[dialog.intents]]
+        name = "bye"
+        examples = ["goodbye"]
+        reply = "Goodbye."
+        end_call = true
+    """,
 }
 PROMPTS = {"personal": "You are calling {{customer_name}} about their order."}
 
@@ -82,6 +155,24 @@ class Bridge:
                 return dict(detail.json())
             await __import__("asyncio").sleep(0.05)
         raise AssertionError(f"call {call_sid} never finished in the journal")
+
+
+async def greeting(caller: TwilioCaller, *, within_s: float = 15) -> bytes:
+    """Wait for the agent's first words and for their end; return what the caller heard."""
+    await caller.wait_for_agent_audio(min_bytes=8000, timeout=within_s)
+    await caller.wait_until_quiet(quiet_s=0.6, timeout=20)
+    return caller.played_ulaw()
+
+
+async def say(
+    caller: TwilioCaller, ulaw: bytes, *, min_bytes: int = 16000, quiet_s: float = 0.6
+) -> bytes:
+    """Play caller audio; return the agent audio that came back, once the agent went quiet."""
+    mark = len(caller.received_audio)
+    await caller.play(ulaw)
+    await until(lambda: len(caller.received_audio) > mark + min_bytes, 20, "the agent's answer")
+    await caller.wait_until_quiet(quiet_s=quiet_s, timeout=20)
+    return bytes(caller.received_audio[mark:])
 
 
 @pytest.fixture

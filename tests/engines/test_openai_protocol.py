@@ -76,7 +76,7 @@ def test_every_action_encodes_to_a_valid_ga_client_event(action: act.EngineActio
 
 
 def test_audio_append_is_built_without_a_serializer_but_is_exact() -> None:
-    text = protocol().audio_append(b"\x00\xff")
+    text = protocol().audio_message(b"\x00\xff")
     assert json.loads(text) == {"type": "input_audio_buffer.append", "audio": "AP8="}
 
 

@@ -12,7 +12,6 @@ import asyncio
 import functools
 import math
 import multiprocessing as mp
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,14 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-try:
-    from .. import speech
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    import speech  # type: ignore[no-redef,import-not-found]
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
+from .common import audioop, speech
 
 __all__ = [
     "AudioFormat",

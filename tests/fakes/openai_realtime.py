@@ -32,13 +32,13 @@ import http
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from .common import WebsocketFake
 from .openai_audio import warm_up_recognizer
 from .openai_script import FakeTurn, Reply, Responder, echo_responder
 from .openai_session import RealtimeSession, Truncation, Violation
@@ -50,7 +50,7 @@ Event = dict[str, Any]
 MAX_DURATION_REASON = "Your session hit the maximum duration of 60 minutes."
 
 
-class FakeRealtimeServer:
+class FakeRealtimeServer(WebsocketFake[Violation, RealtimeSession]):
     """Async context manager running the fake on ``127.0.0.1`` with an ephemeral port.
 
     Options:
@@ -79,6 +79,9 @@ class FakeRealtimeServer:
     and :meth:`wait_for` to await an event.
     """
 
+    _violations_are = "invalid client events"
+    _max_size = 16 * 1024 * 1024
+
     def __init__(
         self,
         responder: Responder | None = None,
@@ -94,6 +97,7 @@ class FakeRealtimeServer:
         refuse_status: int | None = None,
         check_violations: bool = True,
     ) -> None:
+        super().__init__(check_violations=check_violations)
         self.responder: Callable[[FakeTurn], Reply | None] = responder or echo_responder
         self.chunk_ms = chunk_ms
         self.realtime_factor = realtime_factor
@@ -104,11 +108,7 @@ class FakeRealtimeServer:
         self.max_duration_s = max_duration_s
         self.max_duration_reason = max_duration_reason
         self.refuse_status = refuse_status
-        self.check_violations = check_violations
 
-        self.received: list[tuple[float, Event]] = []
-        self.sent: list[tuple[float, Event]] = []
-        self.violations: list[Violation] = []
         self.errors: list[Event] = []
         self.speech_started_at: list[float] = []
         self.items: dict[str, int] = {}
@@ -116,60 +116,15 @@ class FakeRealtimeServer:
         self.user_texts: list[str] = []
         self.turns: list[FakeTurn] = []
         self.function_calls: list[tuple[str, str, dict[str, Any]]] = []
-        self.connections = 0
         self.sessions: list[RealtimeSession] = []
         self.handshakes: list[Request] = []
-        self.internal_errors: list[BaseException] = []
 
         self._ids = itertools.count(1)
-        self._server: Server | None = None
-        self._port = 0
-        self._waiters: list[asyncio.Future[None]] = []
-        self._live: set[ServerConnection] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> FakeRealtimeServer:
+    def _warm_up(self) -> None:
         warm_up_recognizer()
-        self._server = await serve(
-            self._handle,
-            "127.0.0.1",
-            0,
-            process_request=self._process_request,
-            max_size=16 * 1024 * 1024,
-            close_timeout=2,
-        )
-        sockname: tuple[str, int] = next(iter(self._server.sockets)).getsockname()
-        self._port = sockname[1]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-        if exc is not None:
-            return
-        if self.internal_errors:
-            raise AssertionError(f"the fake failed: {self.internal_errors!r}")
-        if self.check_violations and self.violations:
-            raise AssertionError(f"invalid client events: {self.violations!r}")
-
-    async def aclose(self) -> None:
-        if self._server is None:
-            return
-        self._server.close(close_connections=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    @property
-    def port(self) -> int:
-        """The listening port (still known after the server stopped, to test refused connects)."""
-        if not self._port:
-            raise RuntimeError("the fake has not been started")
-        return self._port
 
     @property
     def url(self) -> str:
@@ -231,21 +186,14 @@ class FakeRealtimeServer:
         model = (query.get("model") or ["gpt-realtime"])[0]
         session = RealtimeSession(self, ws, model)
         self.sessions.append(session)
-        self.connections += 1
-        self._live.add(ws)
-        self._notify()
         expiry = (
             asyncio.create_task(self._expire(ws, self.max_duration_s))
             if self.max_duration_s is not None
             else None
         )
         try:
-            await session.run()
-        except Exception as exc:
-            self.internal_errors.append(exc)
-            await ws.close(1011, "fake server error")
+            await self._serve(session)
         finally:
-            self._live.discard(ws)
             if expiry is not None:
                 expiry.cancel()
 
@@ -253,66 +201,14 @@ class FakeRealtimeServer:
         await asyncio.sleep(after_s)
         await ws.close(1001, self.max_duration_reason)
 
-    async def drop_connections(
-        self, code: int = 1011, reason: str = "Internal server error", *, abort: bool = False
-    ) -> None:
-        """Close every open session mid-call: with ``code``/``reason``, or (``abort``) by
-        dropping the TCP connection without a close frame (the client sees 1006)."""
-        live = list(self._live)
-        if abort:
-            for ws in live:
-                ws.transport.abort()
-            return
-        await asyncio.gather(*(ws.close(code, reason) for ws in live))
-
     # ------------------------------------------------------------------ observability
 
     def record_sent(self, at: float, event: Event) -> None:
         self.sent.append((at, event))
         if event["type"] == "error":
             self.errors.append(event)
-        self._notify()
+        self.notify()
 
     def record_received(self, at: float, event: Event) -> None:
         self.received.append((at, event))
-        self._notify()
-
-    def _notify(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def sent_of(self, type_: str) -> list[Event]:
-        """Every event of ``type_`` sent so far (all sessions)."""
-        return [event for _, event in self.sent if event["type"] == type_]
-
-    def received_of(self, type_: str) -> list[Event]:
-        """Every valid client event of ``type_`` received so far (all sessions)."""
-        return [event for _, event in self.received if event["type"] == type_]
-
-    async def wait_for(
-        self, type_: str, *, count: int = 1, within_s: float = 10.0, received: bool = False
-    ) -> Event:
-        """Wait until ``count`` events of ``type_`` were sent (or ``received``); return the
-        ``count``-th. Raises ``TimeoutError`` after ``within_s``."""
-        source = self.received_of if received else self.sent_of
-        async with asyncio.timeout(within_s):
-            while len(matching := source(type_)) < count:
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                await waiter
-        return matching[count - 1]
-
-    async def wait_connections(self, count: int, *, within_s: float = 10.0) -> None:
-        """Wait until ``count`` sessions have been accepted in total."""
-        async with asyncio.timeout(within_s):
-            while self.connections < count:
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                await waiter
-
-    def take_violations(self) -> list[Violation]:
-        """Return and clear :attr:`violations` (for tests that provoke them on purpose)."""
-        taken, self.violations[:] = list(self.violations), []
-        return taken
+        self.notify()

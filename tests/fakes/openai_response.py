@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .common import sleep_until
 from .openai_audio import AudioFormat
 from .openai_script import FakeTurn, Reply, TurnKind, quoted_text
 
@@ -66,14 +67,7 @@ class Turn:
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until loop time ``deadline``, or less if the turn is cancelled meanwhile."""
-        delay = deadline - asyncio.get_running_loop().time()
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except TimeoutError:
-            pass
+        await sleep_until(self._wake, deadline)
 
 
 async def run_turn(session: RealtimeSession, turn: Turn) -> None:

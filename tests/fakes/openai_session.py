@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from .common import Tasks
 from .openai_audio import AudioFormat, recognize_off_loop
 from .openai_config import check_update, default_session_config, merge_session
 from .openai_input import InputBuffer
@@ -87,7 +88,7 @@ class RealtimeSession:
         self.input = InputBuffer(threshold_rms=fake.vad_threshold_rms, speech_ms=fake.vad_speech_ms)
         self._configure_input()
         self._speech_item: str | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks(fake.internal_errors)
         self._handlers: dict[str, Callable[[Event], Awaitable[None]]] = {
             "session.update": self._on_session_update,
             "input_audio_buffer.append": self._on_append,
@@ -110,16 +111,7 @@ class RealtimeSession:
         return td
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        failure = None if task.cancelled() else task.exception()
-        if failure is not None:
-            self.fake.internal_errors.append(failure)
+        return self._tasks.spawn(coro)
 
     async def send(self, event: Event) -> None:
         """Validate (a failure is a bug in the fake: raises) and send one server event."""
@@ -156,16 +148,7 @@ class RealtimeSession:
 
     async def run(self) -> None:
         await self.send({"type": "session.created", "session": self.config})
-        try:
-            async for message in self.ws:
-                await self._dispatch(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.wait(list(self._tasks))
+        await self._tasks.run_until_closed(self.ws, self._dispatch)
 
     async def _dispatch(self, message: str | bytes) -> None:
         if isinstance(message, bytes):

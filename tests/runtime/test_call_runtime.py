@@ -61,7 +61,7 @@ class MemoryEngine(EngineClient):
     """An engine made of queues; ``fail_connect`` simulates an unreachable endpoint."""
 
     def __init__(self, *, fail_connect: bool = False) -> None:
-        self.protocol = OpenAIRealtimeProtocol(RealtimeConfig())
+        self.capabilities = OpenAIRealtimeProtocol(RealtimeConfig()).capabilities
         self.fail_connect = fail_connect
         self.audio = bytearray()
         self.actions: list[act.EngineAction] = []

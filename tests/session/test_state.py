@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.session import events as ev
-from bridge.session.config import SessionConfig
+from bridge.session.config import EngineCapabilities, SessionConfig
 from bridge.session.core import CallSession
 from bridge.session.state import ALLOWED, HANDLED, CallState
 
@@ -25,6 +25,7 @@ EVENTS: list[ev.Event] = [
     ev.AgentAudio("r1", "i1", b"\x00" * 200),
     ev.AgentAudioDone("r1", "i1"),
     ev.AgentTranscript("r1", "i1", "hello"),
+    ev.AgentHeardText("i1", "hel"),
     ev.UserTranscript("u1", "hi"),
     ev.ResponseDone("r1"),
     ev.ToolCallRequested("c1", "lookup", "{}"),
@@ -33,6 +34,13 @@ EVENTS: list[ev.Event] = [
     ev.EngineError("oops"),
     ev.EngineClosed("gone"),
     ev.StartFailed("no agent"),
+    ev.EngineReplaced(EngineCapabilities(), "engine closed", "openai_realtime", "pipeline"),
+    ev.EngineReplaced(
+        EngineCapabilities(auto_response=True, heard_text=True, speaks_initial_message=True),
+        "engine closed",
+        "pipeline",
+        "elevenlabs",
+    ),
 ]
 
 

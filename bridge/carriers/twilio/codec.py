@@ -21,14 +21,14 @@ from typing import Any
 
 import orjson
 
+from bridge.carriers.base import CarrierCodec, field_object, field_text, json_frame
 from bridge.errors import CarrierProtocolError
 from bridge.session import events as ev
 
 ENCODINGS = {"audio/x-mulaw": "pcmu", "audio/x-alaw": "pcma"}
-MAX_FRAME_CHARS = 256 * 1024
 
 
-class TwilioCodec:
+class TwilioCodec(CarrierCodec):
     """Parser and builder for one Twilio media stream."""
 
     carrier = "twilio"
@@ -46,22 +46,15 @@ class TwilioCodec:
 
     def parse(self, data: str | bytes) -> ev.CarrierEvent | None:
         """Parse one websocket frame from Twilio."""
-        if len(data) > MAX_FRAME_CHARS:
-            raise CarrierProtocolError(f"frame of {len(data)} bytes is larger than allowed")
-        try:
-            message = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise CarrierProtocolError(f"frame is not JSON: {exc}") from None
-        if not isinstance(message, dict):
-            raise CarrierProtocolError("frame is not a JSON object")
+        message = json_frame(data)
         kind = message.get("event")
         if kind == "media":
             return self._media(message)
         if kind == "mark":
-            return ev.PlaybackMark(_text(_obj(message, "mark"), "name"))
+            return ev.PlaybackMark(field_text(field_object(message, "mark"), "name"))
         if kind == "dtmf":
             self._check_stream(message)
-            digit = _text(_obj(message, "dtmf"), "digit")
+            digit = field_text(field_object(message, "dtmf"), "digit")
             if len(digit) != 1 or digit not in "0123456789*#ABCD":
                 raise CarrierProtocolError(f"dtmf digit {digit!r} is not a keypad key")
             return ev.CallerDtmf(digit)
@@ -78,10 +71,10 @@ class TwilioCodec:
     def _media(self, message: dict[str, Any]) -> ev.CallerAudio | None:
         self._require_started("media")
         self._check_stream(message)
-        media = _obj(message, "media")
+        media = field_object(message, "media")
         if media.get("track", "inbound") != "inbound":
             return None
-        payload = _text(media, "payload")
+        payload = field_text(media, "payload")
         try:
             return ev.CallerAudio(binascii.a2b_base64(payload, strict_mode=True))
         except (binascii.Error, ValueError):
@@ -90,8 +83,8 @@ class TwilioCodec:
     def _start(self, message: dict[str, Any]) -> ev.CallStarted:
         if self.started:
             raise CarrierProtocolError("second start on one stream")
-        start = _obj(message, "start")
-        stream_sid = _text(start, "streamSid")
+        start = field_object(message, "start")
+        stream_sid = field_text(start, "streamSid")
         params = start.get("customParameters") or {}
         if not isinstance(params, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in params.items()
@@ -154,17 +147,3 @@ class TwilioCodec:
     def _require_outbound(self) -> None:
         if not self.started:
             raise CarrierProtocolError("cannot send before the stream started", who="local")
-
-
-def _obj(message: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = message.get(key)
-    if not isinstance(value, dict):
-        raise CarrierProtocolError(f"{key!r} must be an object")
-    return value
-
-
-def _text(message: Mapping[str, Any], key: str) -> str:
-    value = message.get(key)
-    if not isinstance(value, str):
-        raise CarrierProtocolError(f"{key!r} must be a string")
-    return value

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bridge.engines.base import EngineCapabilities, EngineProtocol
+from bridge.engines.base import EngineCapabilities, JsonEngineProtocol
 from bridge.errors import EngineProtocolError
 from bridge.session import actions as act
 from bridge.session import events as ev
@@ -81,10 +81,11 @@ class RealtimeConfig:
     extra_session: Mapping[str, Any] = field(default_factory=dict)
 
 
-class OpenAIRealtimeProtocol(EngineProtocol):
+class OpenAIRealtimeProtocol(JsonEngineProtocol):
     """One Realtime session's wire protocol."""
 
     capabilities = CAPABILITIES
+    vendor = "Realtime"
 
     def __init__(self, config: RealtimeConfig) -> None:
         if config.audio_format not in WIRE_FORMATS:
@@ -141,14 +142,14 @@ class OpenAIRealtimeProtocol(EngineProtocol):
     def opening_messages(self) -> list[str]:
         return [_dump({"type": "session.update", "session": self.session_config()})]
 
-    def audio_append(self, payload: bytes) -> str:
+    def audio_message(self, payload: bytes) -> str:
         """``input_audio_buffer.append`` for one chunk: the hot path, built without a serializer."""
         b64 = binascii.b2a_base64(payload, newline=False).decode("ascii")
         return '{"type":"input_audio_buffer.append","audio":"' + b64 + '"}'
 
     def encode(self, action: act.EngineAction) -> str:
         if isinstance(action, act.SendAudio):
-            return self.audio_append(action.payload)
+            return self.audio_message(action.payload)
         if isinstance(action, act.TruncateAgent):
             return _dump(
                 {
@@ -180,20 +181,7 @@ class OpenAIRealtimeProtocol(EngineProtocol):
 
     # -- inbound -----------------------------------------------------------------------------
 
-    def receive(self, data: str | bytes) -> list[ev.EngineEvent]:
-        try:
-            message = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise EngineProtocolError(f"server event is not JSON: {exc}") from None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise EngineProtocolError("server event has no type")
-        kind: str = message["type"]
-        try:
-            return self._dispatch(kind, message)
-        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
-            raise EngineProtocolError(f"malformed {kind}: {exc!r}") from None
-
-    def _dispatch(self, kind: str, m: dict[str, Any]) -> list[ev.EngineEvent]:
+    def dispatch(self, kind: str, m: dict[str, Any]) -> list[ev.EngineEvent]:
         if kind == "response.output_audio.delta":
             audio = binascii.a2b_base64(m["delta"], strict_mode=True)
             return [ev.AgentAudio(_s(m, "response_id"), _s(m, "item_id"), audio)]
