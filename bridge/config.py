@@ -32,6 +32,16 @@ class Settings:
     """ElevenLabs host: the Agents websocket (ws/wss) and TTS (http/https) derive from it."""
     deepgram_api_key: str | None = None
     deepgram_url: str = "wss://api.deepgram.com"
+    telnyx_api_key: str | None = None
+    """Telnyx API v2 key: with it, a call the agent ends is hung up over Call Control."""
+    telnyx_api_url: str = "https://api.telnyx.com"
+    plivo_auth_id: str | None = None
+    plivo_auth_token: str | None = None
+    """Plivo credentials: with them, a call the agent ends is hung up over Plivo's REST API."""
+    plivo_api_url: str = "https://api.plivo.com"
+    audiosocket_host: str = "127.0.0.1"
+    audiosocket_port: int | None = None
+    """TCP port of the Asterisk AudioSocket listener (``None``: no listener)."""
     start_timeout_s: float = 10.0
     """A media stream must send ``start`` within this time."""
     max_calls: int = 200
@@ -65,6 +75,17 @@ class Settings:
             elevenlabs_url=env.get("CALLBRIDGE_ELEVENLABS_URL") or d.elevenlabs_url,
             deepgram_api_key=env.get("DEEPGRAM_API_KEY") or None,
             deepgram_url=env.get("CALLBRIDGE_DEEPGRAM_URL") or d.deepgram_url,
+            telnyx_api_key=env.get("TELNYX_API_KEY") or None,
+            telnyx_api_url=env.get("CALLBRIDGE_TELNYX_API_URL") or d.telnyx_api_url,
+            plivo_auth_id=env.get("PLIVO_AUTH_ID") or None,
+            plivo_auth_token=env.get("PLIVO_AUTH_TOKEN") or None,
+            plivo_api_url=env.get("CALLBRIDGE_PLIVO_API_URL") or d.plivo_api_url,
+            audiosocket_host=env.get("CALLBRIDGE_AUDIOSOCKET_HOST", d.audiosocket_host),
+            audiosocket_port=(
+                int(number("CALLBRIDGE_AUDIOSOCKET_PORT", 0))
+                if env.get("CALLBRIDGE_AUDIOSOCKET_PORT")
+                else None
+            ),
             start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", d.start_timeout_s),
             max_calls=int(number("CALLBRIDGE_MAX_CALLS", d.max_calls)),
             log_level=env.get("CALLBRIDGE_LOG_LEVEL", d.log_level),

@@ -64,3 +64,7 @@ class EngineUnavailable(CallbridgeError):
 
 class ToolError(CallbridgeError):
     """A tool webhook failed: timeout, transport error, non-2xx answer or unreadable reply."""
+
+
+class CarrierApiError(CallbridgeError):
+    """A carrier's REST API refused or failed a call-control request (e.g. hang-up)."""

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from bridge.audio import g711
 from bridge.audio.resample import StreamResampler
 
-__all__ = ["FORMATS", "Transcoder", "parse_format"]
+__all__ = ["FORMATS", "Transcoder", "bytes_per_ms", "parse_format", "silence_byte"]
 
 FORMATS = ("pcmu", "pcma", "pcm16/8000", "pcm16/16000", "pcm16/24000")
 """Every format string a :class:`Transcoder` accepts."""
@@ -54,6 +54,17 @@ def parse_format(fmt: str) -> tuple[str, int]:
         raise ValueError(f"unknown audio format {fmt!r} (known: {', '.join(FORMATS)})")
     encoding, _, rate = fmt.partition("/")
     return encoding, int(rate) if rate else 8000
+
+
+def bytes_per_ms(fmt: str) -> int:
+    """Bytes of audio per millisecond in format ``fmt`` (8 for G.711, 32 for pcm16/16000)."""
+    encoding, rate = parse_format(fmt)
+    return rate // 1000 * (1 if encoding in ("pcmu", "pcma") else 2)
+
+
+def silence_byte(fmt: str) -> int:
+    """The byte that is silence in format ``fmt`` (16-bit PCM: zero bytes)."""
+    return {"pcmu": 0xFF, "pcma": 0xD5}.get(fmt, 0x00)
 
 
 class Transcoder:

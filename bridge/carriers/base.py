@@ -1,45 +1,119 @@
 """What every carrier codec offers the runtime: wire frames in → session events, actions out.
 
 A codec is sans-I/O: no socket, no clock. :meth:`CarrierCodec.parse` returns one session event
-(or ``None`` for frames that carry nothing the session needs) and raises
-:class:`~bridge.errors.CarrierProtocolError` for anything malformed; the codec stays usable
-after an error (the runtime journals it and carries on).
+(or a :data:`CarrierSignal` for the runtime, or ``None`` for frames that carry nothing the
+session needs) and raises :class:`~bridge.errors.CarrierProtocolError` for anything malformed;
+the codec stays usable after an error (the runtime journals it and carries on).
+
+Frames out are :data:`Frame`: ``str`` goes out as a websocket text frame, ``bytes`` as a binary
+frame (or raw bytes on a TCP carrier).
+
+**Playback accounting.** A codec with ``playback = "marks"`` builds mark frames the carrier
+answers when the audio before them has played (Twilio/Telnyx/Exotel ``mark``, Plivo
+``checkpoint``, Vonage ``notify``, jambonz ``mark``, Asterisk ``MARK_MEDIA``). A codec with
+``playback = "paced"`` has no such thing (AudioSocket): the runtime sends its audio on an
+absolute schedule at real time and answers the session's marks itself when the audio before
+them has been sent (:mod:`bridge.runtime.link`).
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 
+from bridge.audio.transcode import bytes_per_ms, silence_byte
 from bridge.errors import CarrierProtocolError
 from bridge.session import events as ev
 
+__all__ = [
+    "MAX_FRAME_CHARS", "CarrierCodec", "CarrierReply", "CarrierSignal", "FlowPaused",
+    "FlowResumed", "Frame", "audio_format", "bytes_per_ms", "field_object", "field_text",
+    "json_frame", "silence_byte",
+]  # fmt: skip
+
 MAX_FRAME_CHARS = 256 * 1024
 """Largest control/media frame a JSON carrier may send (far above any real one)."""
+
+Frame = str | bytes
+"""One frame to the carrier: text (``str``) or binary (``bytes``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPaused:
+    """The carrier's buffer is full: hold agent audio (none lost) until :class:`FlowResumed`."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowResumed:
+    """The carrier takes agent audio again."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierReply:
+    """A frame the carrier expects in answer (e.g. a pong); the runtime sends it as is."""
+
+    frame: Frame
+
+
+CarrierSignal = FlowPaused | FlowResumed | CarrierReply
+"""What a codec tells the runtime rather than the session."""
+
+
+def audio_format(encoding: str, sample_rate: int) -> str:
+    """The bridge's format string for a carrier's audio (``"pcmu"``, ``"pcm16/16000"``…).
+
+    ``encoding`` is ``"pcmu"``, ``"pcma"`` or ``"pcm16"`` (signed 16-bit little-endian);
+    G.711 is always 8 kHz, 16-bit PCM may be 8, 16 or 24 kHz. Anything else is a
+    :class:`~bridge.errors.CarrierProtocolError` naming what was asked.
+    """
+    if encoding in ("pcmu", "pcma"):
+        if sample_rate != 8000:
+            raise CarrierProtocolError(f"{encoding} at {sample_rate} Hz: G.711 is 8000 Hz only")
+        return encoding
+    if encoding == "pcm16" and sample_rate in (8000, 16000, 24000):
+        return f"pcm16/{sample_rate}"
+    raise CarrierProtocolError(
+        f"audio {encoding} at {sample_rate} Hz is not supported "
+        "(μ-law or A-law at 8000 Hz, 16-bit PCM at 8000, 16000 or 24000 Hz)"
+    )
 
 
 class CarrierCodec(abc.ABC):
     carrier: str
     """The carrier's name in the journal ("twilio", "telnyx", …)."""
 
+    playback: Literal["marks", "paced"] = "marks"
+    """How the session learns what the caller heard (see the module docstring)."""
+
+    frame_ms: int = 20
+    """Duration of each agent audio chunk handed to :meth:`media`."""
+
     @abc.abstractmethod
-    def parse(self, data: str | bytes) -> ev.CarrierEvent | None:
+    def parse(self, data: str | bytes) -> ev.CarrierEvent | CarrierSignal | None:
         """One frame from the carrier."""
 
     @abc.abstractmethod
-    def media(self, payload: bytes) -> str:
+    def media(self, payload: bytes) -> Frame:
         """The frame that plays ``payload`` (carrier audio format) to the caller."""
 
-    @abc.abstractmethod
-    def mark(self, name: str) -> str:
-        """The frame asking the carrier to report when playback reaches this point."""
+    def mark(self, name: str) -> Frame | None:
+        """The frame asking the carrier to report when playback reaches this point.
 
-    @abc.abstractmethod
-    def clear(self) -> str:
-        """The frame that drops every piece of audio not yet played."""
+        ``None`` for a paced codec: the runtime answers marks itself.
+        """
+        return None
+
+    def clear(self) -> Frame | None:
+        """The frame that drops every piece of audio not yet played (``None``: nothing to say)."""
+        return None
+
+    def hangup(self) -> Frame | None:
+        """The frame that ends the call from our side, sent before the socket closes."""
+        return None
 
 
 def json_frame(data: str | bytes) -> dict[str, Any]:

@@ -26,9 +26,18 @@ from typing import Any, Protocol
 from bridge.agents.model import Agent
 from bridge.agents.template import render_agent
 from bridge.audio.transcode import Transcoder
-from bridge.carriers.base import CarrierCodec
+from bridge.carriers.base import (
+    CarrierCodec,
+    CarrierReply,
+    FlowPaused,
+    FlowResumed,
+    Frame,
+    bytes_per_ms,
+    silence_byte,
+)
 from bridge.engines.base import EngineClient
 from bridge.errors import CallbridgeError, CarrierProtocolError, EngineUnavailable
+from bridge.runtime.link import CarrierLink, make_link
 from bridge.runtime.services import Services
 from bridge.session import actions as act
 from bridge.session import events as ev
@@ -39,6 +48,7 @@ from bridge.session.state import CallState
 log = logging.getLogger(__name__)
 
 MAX_JOURNALED_PROTOCOL_ERRORS = 20
+HANGUP_TIMEOUT_S = 5.0
 
 
 class CarrierSocket(Protocol):
@@ -47,7 +57,8 @@ class CarrierSocket(Protocol):
     async def receive(self) -> str | bytes | None:
         """The next frame, or None once the peer has closed."""
 
-    async def send_text(self, text: str) -> None: ...
+    async def send(self, frame: Frame) -> None:
+        """Send one frame: ``str`` as text, ``bytes`` as binary."""
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
@@ -67,10 +78,17 @@ class CallRuntime:
         *,
         call_id: str,
         clock: Callable[[], float] = time.monotonic,
+        parameters: dict[str, str] | None = None,
+        hang_up: Callable[[ev.CallStarted], Any] | None = None,
     ) -> None:
         self.services = services
         self.socket = socket
         self.codec = codec
+        self.link: CarrierLink | None = None
+        self._base_params = dict(parameters or {})
+        self._carrier_hang_up = hang_up
+        self._start: ev.CallStarted | None = None
+        self._caller_hung_up = False
         self.call_id = call_id
         self.clock = clock
         self.session = CallSession(SessionConfig(), call_id=call_id)
@@ -110,7 +128,9 @@ class CallRuntime:
             )
             await self.socket.close(1000, "no start")
             return
-        self._params = dict(start.custom_parameters)
+        self._start = start
+        self._params = {**self._base_params, **start.custom_parameters}
+        self.link = make_link(self.socket, self.codec, self._carrier_mark)
         failure = self._set_up(start)
         journal.call_started(
             self.call_id,
@@ -147,6 +167,8 @@ class CallRuntime:
                 return event
             if isinstance(event, ev.CallerHangup):
                 raise _NoStart("the carrier stopped the stream before start")
+            if isinstance(event, CarrierReply):
+                await self.socket.send(event.frame)
 
     def _set_up(self, start: ev.CallStarted) -> str | None:
         """Resolve agent, prompt and engine; return why the call cannot go on, or None."""
@@ -162,11 +184,13 @@ class CallRuntime:
             return str(exc)
         self._carrier_format = start.encoding
         self._use_engine(engine, engine_format)
+        rate = bytes_per_ms(start.encoding)
         self.session = CallSession(
             SessionConfig(
                 capabilities=engine.capabilities,
-                bytes_per_ms=8.0 if start.encoding in ("pcmu", "pcma") else 16.0,
-                chunk_bytes=160 if start.encoding in ("pcmu", "pcma") else 320,
+                bytes_per_ms=float(rate),
+                chunk_bytes=rate * self.codec.frame_ms,
+                pad_byte=silence_byte(start.encoding),
                 initial_message=rendered.initial_message,
                 tool_names=frozenset(t.name for t in agent.tools if t.webhook),
                 end_call_tool=agent.end_call_enabled,
@@ -195,8 +219,24 @@ class CallRuntime:
                 send = session.caller_audio(event.payload)
                 if send is not None:
                     await self._send_caller_audio(send.payload)
+            elif isinstance(event, FlowPaused | FlowResumed | CarrierReply):
+                await self._carrier_signal(event)
             elif event is not None:
                 await self._handle(event)
+
+    async def _carrier_signal(self, signal: FlowPaused | FlowResumed | CarrierReply) -> None:
+        link = self.link
+        assert link is not None
+        if isinstance(signal, CarrierReply):
+            await self.socket.send(signal.frame)
+        elif isinstance(signal, FlowPaused):
+            await link.pause()
+        else:
+            await link.resume()
+
+    async def _carrier_mark(self, name: str) -> None:
+        """A paced link reached (or a clear flushed) one of the session's marks."""
+        await self._handle(ev.PlaybackMark(name))
 
     def _use_engine(self, engine: EngineClient, engine_format: str) -> None:
         self.engine = engine
@@ -285,18 +325,23 @@ class CallRuntime:
 
     async def _handle(self, event: ev.Event) -> None:
         now = self.clock()
+        if type(event) is ev.CallerHangup:
+            self._caller_hung_up = True
         await self._apply(self.session.handle(event, now), now)
 
     async def _apply(self, actions: list[act.Action], since: float | None = None) -> None:
         """Carry out ``actions`` in order; ``since`` is when the event behind them arrived."""
-        send_text = self.socket.send_text
+        link = self.link
         for action in actions:
             if isinstance(action, act.PlayAudio):
-                await send_text(self.codec.media(action.payload))
+                assert link is not None
+                await link.play(action.payload)
             elif isinstance(action, act.SendMark):
-                await send_text(self.codec.mark(action.name))
+                assert link is not None
+                await link.mark(action.name)
             elif isinstance(action, act.ClearPlayback):
-                await send_text(self.codec.clear())
+                assert link is not None
+                await link.clear()
                 if since is not None:
                     self._journal_clear(since)
             elif isinstance(action, act.JournalTurn | act.JournalEvent | act.JournalToolCall):
@@ -385,6 +430,26 @@ class CallRuntime:
 
     # -- errors and shutdown -----------------------------------------------------------------
 
+    async def _end_carrier_call(self, hangup: act.HangUp) -> None:
+        """We end the call (the caller did not): tell the carrier, in band and over its API."""
+        frame = self.codec.hangup()
+        if frame is not None:
+            with contextlib.suppress(Exception):
+                await self.socket.send(frame)
+        if self._carrier_hang_up is None or self._start is None:
+            return
+        try:
+            await asyncio.wait_for(self._carrier_hang_up(self._start), HANGUP_TIMEOUT_S)
+        except Exception as exc:
+            message = f"carrier hang-up failed: {str(exc) or type(exc).__name__}"
+            log.warning("call %s: %s", self.call_id, message)
+            self.services.journal.record(
+                self.call_id,
+                act.JournalEvent(
+                    "carrier_error", self.session.time_in_call(self.clock()), {"message": message}
+                ),
+            )
+
     def _protocol_error(self, exc: CarrierProtocolError, *, journal: bool = False) -> None:
         log.warning("call %s: bad frame from carrier: %s", self.call_id, exc.message)
         self._protocol_errors.append(exc.message)
@@ -407,9 +472,13 @@ class CallRuntime:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+        if self.link is not None:
+            self.link.close()
         if self.engine is not None:
             await self.engine.close()
         hangup = self._hangup or act.HangUp("ended", "completed")
+        if not self._caller_hung_up:
+            await self._end_carrier_call(hangup)
         with contextlib.suppress(Exception):
             await self.socket.close(1000, hangup.reason[:120])
         self.services.journal.call_finished(

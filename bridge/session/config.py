@@ -38,6 +38,9 @@ class SessionConfig:
     chunk_bytes: int = 160
     """Agent audio goes to the carrier in chunks of this size, each followed by a mark: the
     precision of the heard-audio clock (160 bytes of μ-law = 20 ms)."""
+    pad_byte: int | None = None
+    """Silence in the carrier's format: the last partial chunk of a response is padded with it
+    to a whole chunk (carriers that take whole frames only), or sent short when ``None``."""
     initial_message: str | None = None
     tool_names: frozenset[str] = frozenset()
     """Tools that have a webhook; anything else the model calls gets an error result."""

@@ -293,7 +293,7 @@ class CallSession:
         return out
 
     def _flush_framer(self) -> list[act.Action]:
-        rest = self._framer.flush()
+        rest = self._framer.flush(self.config.pad_byte)
         if not rest or self._framing_item is None:
             return []
         return [act.PlayAudio(rest), act.SendMark(self.ledger.sent(self._framing_item, len(rest)))]

@@ -23,7 +23,7 @@ class CallStarted:
     call_sid: str
     stream_sid: str
     custom_parameters: Mapping[str, str] = field(default_factory=dict)
-    encoding: str = "pcmu"  # "pcmu" | "pcma" | "l16"
+    encoding: str = "pcmu"  # the audio format: "pcmu" | "pcma" | "pcm16/8000" | "pcm16/16000" | …
     sample_rate: int = 8000
 
 

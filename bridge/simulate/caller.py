@@ -1,12 +1,15 @@
-"""A Twilio Media Streams caller: the carrier side of a call, for test calls and end-to-end tests.
+"""A simulated caller: the carrier side of a call, for test calls and end-to-end tests.
 
-:class:`TwilioCaller` speaks exactly what Twilio's ``<Connect><Stream>`` speaks (digest §1):
-``connected`` then ``start``; 160-byte μ-law ``media`` frames on an absolute 20 ms schedule, with
-line silence when nothing is queued; ``dtmf``; ``stop`` on hang-up. What the bridge sends is
-validated strictly (:func:`parse_bridge_message`, problems land in ``caller.violations``) and
-played through a :class:`~bridge.simulate.playback.PlaybackBuffer` on the real monotonic clock,
-so ``mark`` echoes arrive when the audio before them has played, and ``clear`` answers every
-pending mark at once. This module is the only place in the simulator that reads the clock.
+:class:`SimulatedCaller` drives one carrier's protocol — a
+:class:`~bridge.simulate.carriers.base.CallerWire` — on the real clock: the wire's opening frames,
+caller frames on an absolute 20 ms schedule (line silence when nothing is queued), DTMF, the
+wire's hang-up. What the bridge sends is validated strictly by the wire (problems land in
+``caller.violations``) and played through a :class:`~bridge.simulate.playback.PlaybackBuffer`,
+so mark answers leave when the audio before them has played, and a clear answers every pending
+mark at once. A carrier without marks (AudioSocket) plays audio as it arrives: the bridge paces.
+
+:class:`TwilioCaller` is the Twilio ``<Connect><Stream>`` caller (digest §1). This module is the
+only place in the simulator that reads the clock.
 """
 
 from __future__ import annotations
@@ -19,24 +22,27 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import NamedTuple
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bridge.audio.g711 import ULAW_SILENCE_BYTE, ulaw_to_pcm16
 from bridge.errors import CallbridgeError, CarrierProtocolError
-from bridge.simulate.playback import MarkReached, PlaybackBuffer, TurnTimer
-from bridge.simulate.wire import (
-    DTMF_DIGITS,
-    FRAME_BYTES,
+from bridge.simulate.carriers.base import (
+    BridgeClear,
+    BridgeHangup,
     BridgeMark,
     BridgeMedia,
-    StreamEncoder,
-    new_sid,
-    parse_bridge_message,
-    twilio_signature,
+    CallerWire,
+    Frame,
 )
+from bridge.simulate.carriers.twilio import TwilioWire
+from bridge.simulate.playback import MarkReached, PlaybackBuffer, TurnTimer
+from bridge.simulate.transport import Transport, open_transport
+from bridge.simulate.wire import DTMF_DIGITS, FRAME_BYTES
 
-__all__ = ["ClearRecord", "SimulatedCallError", "TimelineEvent", "TwilioCaller", "frame_rms"]
+__all__ = [
+    "ClearRecord", "SimulatedCallError", "SimulatedCaller", "TimelineEvent", "TwilioCaller",
+    "frame_rms",
+]  # fmt: skip
 
 FRAME_S = 0.020
 SILENCE_FRAME = bytes([ULAW_SILENCE_BYTE]) * FRAME_BYTES
@@ -69,8 +75,8 @@ def frame_rms(ulaw: bytes) -> float:
     return float(np.sqrt(np.mean(pcm * pcm))) if pcm.size else 0.0
 
 
-class TwilioCaller:
-    """One simulated Twilio media stream (see the module docstring).
+class SimulatedCaller:
+    """One simulated carrier media stream (see the module docstring).
 
     ``realtime=False`` sends queued caller audio as fast as the socket takes it, then falls back
     to real-time line silence. A caller frame is *voiced* when its decoded RMS reaches
@@ -81,26 +87,19 @@ class TwilioCaller:
     def __init__(
         self,
         url: str,
+        wire: CallerWire,
         *,
         custom_parameters: Mapping[str, str] | None = None,
-        call_sid: str | None = None,
-        stream_sid: str | None = None,
-        account_sid: str | None = None,
         realtime: bool = True,
         extra_headers: Mapping[str, str] | None = None,
-        auth_token: str | None = None,
         speech_threshold: float = 300.0,
         turn_hangover_ms: int = 600,
     ) -> None:
         self.url = url
+        self.wire = wire
         self.custom_parameters = dict(custom_parameters or {})
-        self.call_sid = call_sid or new_sid("CA")
-        self.stream_sid = stream_sid or new_sid("MZ")
-        self.account_sid = account_sid or new_sid("AC")
         self.realtime = realtime
-        self.headers = dict(extra_headers or {})
-        if auth_token is not None:
-            self.headers["X-Twilio-Signature"] = twilio_signature(url, auth_token)
+        self.headers = {**wire.headers(url), **(extra_headers or {})}
         self.speech_threshold = speech_threshold
         self.playback = PlaybackBuffer()
         self.turns = TurnTimer(hangover_frames=max(1, turn_hangover_ms // 20))
@@ -114,11 +113,9 @@ class TwilioCaller:
         self.started_at: float | None = None  # when `start` was sent
         self.first_agent_audio_at: float | None = None
         self.closed_by_bridge = asyncio.Event()
+        self.hung_up_by_bridge: str | None = None  # the reason, when the bridge hung up in band
         self.close_code: int | None = None
-        self.encoder = StreamEncoder(
-            stream_sid=self.stream_sid, account_sid=self.account_sid, call_sid=self.call_sid
-        )
-        self._ws: ClientConnection | None = None
+        self._ws: Transport | None = None
         self._outbox = bytearray()
         self._send_lock = asyncio.Lock()
         self._play_lock = asyncio.Lock()
@@ -149,19 +146,23 @@ class TwilioCaller:
     # -- call control ------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def connect(self, open_timeout: float = 10.0) -> AsyncIterator[TwilioCaller]:
-        """Open the stream, send ``connected`` + ``start``; hang up (if still up) on exit."""
+    async def connect(self, open_timeout: float = 10.0) -> AsyncIterator[SimulatedCaller]:
+        """Open the stream, send the wire's opening frames; hang up (if still up) on exit."""
         try:
-            ws = await connect(self.url, additional_headers=self.headers, open_timeout=open_timeout)
+            ws = await open_transport(
+                self.url, self.wire, headers=self.headers, open_timeout=open_timeout
+            )
         except (OSError, TimeoutError, WebSocketException) as exc:
             msg = f"could not connect to {self.url}: {str(exc) or type(exc).__name__}"
             raise SimulatedCallError(msg, retryable=True) from exc
         self._ws = ws
         tasks: list[asyncio.Task[None]] = []
         try:
-            await ws.send(self.encoder.connected())
+            opening = self.wire.opening(self.custom_parameters)
+            for frame in opening[:-1]:
+                await ws.send(frame)
             self.started_at = time.monotonic()
-            await self._send(lambda: self.encoder.start(self.custom_parameters))
+            await self._send(lambda: opening[-1])
             tasks = [asyncio.create_task(f()) for f in (self._sender, self._receiver, self._player)]
             yield self
         except ConnectionClosed as exc:
@@ -183,22 +184,24 @@ class TwilioCaller:
             await self._wait_for(lambda: not self._outbox, math.inf, "caller audio to be sent")
 
     async def send_dtmf(self, digit: str) -> None:
-        """Send a caller key press (``0``-``9``, ``*``, ``#``) as Twilio's ``dtmf`` event."""
+        """Send a caller key press (``0``-``9``, ``*``, ``#``) as the carrier's DTMF event."""
         if digit not in DTMF_DIGITS:
             raise ValueError(f"not a DTMF digit: {digit!r}")
-        await self._send(lambda: self.encoder.dtmf(digit))
+        await self._send(lambda: self.wire.dtmf(digit))
         self._note("dtmf", digit)
 
     async def hang_up(self) -> None:
-        """Send ``stop`` (unless the bridge already closed) and close the socket."""
+        """Send the wire's hang-up (unless the bridge already closed) and close the socket."""
         if self._hung_up or self._ws is None:
             return
         self._hung_up = True
         self.turns.finish()
         if not self.closed_by_bridge.is_set():
-            with contextlib.suppress(ConnectionClosed):
-                await self._send(self.encoder.stop, last=True)
-                self._note("stop", self.call_sid)
+            frame = self.wire.hangup()
+            if frame is not None:
+                with contextlib.suppress(ConnectionClosed, OSError):
+                    await self._send(lambda: frame, last=True)
+            self._note("stop", self.wire.carrier)
         self._stop_sent = True
         await self._ws.close()
 
@@ -250,14 +253,19 @@ class TwilioCaller:
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def _send(self, build: Callable[[], str], *, last: bool = False) -> None:
-        """Encode and send under one lock, so frames leave in ``sequenceNumber`` order."""
+    async def _send(self, build: Callable[[], Frame], *, last: bool = False) -> None:
+        """Encode and send under one lock, so frames leave in sequence-number order."""
         assert self._ws is not None
         async with self._send_lock:
             if self._stop_sent:
                 return
             self._stop_sent = last
             await self._ws.send(build())
+
+    async def _send_media(self, frame: bytes) -> None:
+        out = self.wire.media(frame)
+        for one in out if isinstance(out, list) else (out,):
+            await self._send(lambda: one)  # noqa: B023 (awaited now)
 
     def _note(self, kind: str, detail: str | int, at: float | None = None) -> None:
         self.timeline.append(TimelineEvent(time.monotonic() if at is None else at, kind, detail))
@@ -275,7 +283,7 @@ class TwilioCaller:
                         await asyncio.sleep(delay)
                 frame = bytes(self._outbox[:FRAME_BYTES]).ljust(FRAME_BYTES, SILENCE_FRAME[:1])
                 del self._outbox[:FRAME_BYTES]
-                await self._send(lambda: self.encoder.media(frame))  # noqa: B023 (awaited now)
+                await self._send_media(frame)
                 now = time.monotonic()
                 self.frames_sent += 1
                 boundary = self.turns.on_frame(frame_rms(frame) >= self.speech_threshold, now)
@@ -294,23 +302,35 @@ class TwilioCaller:
                     continue
                 now = time.monotonic()
                 try:
-                    msg = parse_bridge_message(raw, self.stream_sid)
+                    messages = self.wire.parse(raw)
                 except CarrierProtocolError as exc:
                     self.violations.append(exc.message)
                     continue
-                if isinstance(msg, BridgeMedia):
-                    self._on_media(msg.payload, now)
-                elif isinstance(msg, BridgeMark):
-                    self.playback.enqueue_mark(msg.name, now)
-                else:
-                    await self._on_clear(now)
+                for msg in messages:
+                    if isinstance(msg, BridgeMedia):
+                        self._on_media(msg.payload, now)
+                    elif isinstance(msg, BridgeMark):
+                        self.playback.enqueue_mark(msg.name, now)
+                    elif isinstance(msg, BridgeClear):
+                        await self._on_clear(now)
+                    else:
+                        self._on_hangup(msg)
+                await self._flow(now)
                 self._wake.set()
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):
             pass
         finally:
             self.close_code = self._ws.close_code
             if not self._hung_up:
                 self.closed_by_bridge.set()
+
+    def _on_hangup(self, msg: BridgeHangup) -> None:
+        self.hung_up_by_bridge = msg.reason or "hangup"
+        self._note("hangup", self.hung_up_by_bridge)
+
+    async def _flow(self, now: float) -> None:
+        for frame in self.wire.queue_changed(self.playback.queued_ms(now)):
+            await self._send(lambda: frame)  # noqa: B023 (awaited now)
 
     def _on_media(self, payload: bytes, now: float) -> None:
         self.playback.enqueue_audio(payload, now)
@@ -327,8 +347,10 @@ class TwilioCaller:
             flushed = self.playback.clear(now)
             self.clears.append(ClearRecord(now, self.playback.played_bytes, tuple(flushed)))
             self._note("clear", self.playback.played_bytes, now)
-            for name in flushed:
-                await self._echo_mark(name)
+            if not self._hung_up:
+                for frame in self.wire.cleared(flushed):
+                    await self._send(lambda: frame)  # noqa: B023 (awaited now)
+                self.marks_echoed.extend(flushed)
 
     async def _player(self) -> None:
         """Plays queued agent audio on the monotonic clock and echoes marks as they are reached."""
@@ -355,6 +377,43 @@ class TwilioCaller:
     async def _echo_mark(self, name: str) -> None:
         if self._hung_up:
             return
-        await self._send(lambda: self.encoder.mark(name))
+        frame = self.wire.mark_played(name)
+        if frame is not None:
+            await self._send(lambda: frame)
         self.marks_echoed.append(name)
         self._note("mark", name)
+
+
+class TwilioCaller(SimulatedCaller):
+    """One simulated Twilio media stream (:class:`~bridge.simulate.carriers.twilio.TwilioWire`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        custom_parameters: Mapping[str, str] | None = None,
+        call_sid: str | None = None,
+        stream_sid: str | None = None,
+        account_sid: str | None = None,
+        realtime: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
+        auth_token: str | None = None,
+        speech_threshold: float = 300.0,
+        turn_hangover_ms: int = 600,
+    ) -> None:
+        self.twilio = TwilioWire(
+            call_sid=call_sid, stream_sid=stream_sid, account_sid=account_sid, auth_token=auth_token
+        )
+        super().__init__(
+            url,
+            self.twilio,
+            custom_parameters=custom_parameters,
+            realtime=realtime,
+            extra_headers=extra_headers,
+            speech_threshold=speech_threshold,
+            turn_hangover_ms=turn_hangover_ms,
+        )
+        self.call_sid = self.twilio.call_sid
+        self.stream_sid = self.twilio.stream_sid
+        self.account_sid = self.twilio.account_sid
+        self.encoder = self.twilio.encoder

@@ -19,9 +19,9 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from bridge.errors import CarrierProtocolError
+from bridge.simulate.carriers.base import BridgeClear, BridgeMark, BridgeMedia, BridgeMessage
 
 __all__ = [
     "DTMF_DIGITS", "FRAME_BYTES", "BridgeClear", "BridgeMark", "BridgeMedia", "BridgeMessage",
@@ -100,24 +100,6 @@ class StreamEncoder:
         return self._event(
             "stop", {"stop": {"accountSid": self.account_sid, "callSid": self.call_sid}}
         )
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeMedia:
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeMark:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeClear:
-    pass
-
-
-BridgeMessage = BridgeMedia | BridgeMark | BridgeClear
 
 
 def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:

@@ -92,6 +92,11 @@ class ToolDispatcher:
         """Where this server listens (``http://127.0.0.1:8080``): webhooks given as a path
         (``/demo/tools/…``) go to this server itself."""
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The server's shared HTTP client (carrier APIs use it too)."""
+        return self._client
+
     async def run(
         self,
         *,

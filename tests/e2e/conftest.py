@@ -15,7 +15,7 @@ import pytest
 
 from bridge.api.app import create_app
 from bridge.config import Settings
-from bridge.simulate.caller import TwilioCaller
+from bridge.simulate.caller import SimulatedCaller, TwilioCaller
 from tests.servers import ToolService, serve
 from tests.waiting import until
 
@@ -142,6 +142,11 @@ class Bridge:
     def caller(self, **params: str) -> TwilioCaller:
         return TwilioCaller(self.ws_url, custom_parameters=params)
 
+    def url(self, path: str, scheme: str = "ws") -> str:
+        """``path`` on this bridge (``/telnyx/media``…) with ``scheme``."""
+        host = self.ws_url.split("://", 1)[1].split("/", 1)[0]
+        return f"{scheme}://{host}{path}"
+
     async def flush_journal(self) -> None:
         await self.app.state.services.journal.flush()
 
@@ -157,7 +162,7 @@ class Bridge:
         raise AssertionError(f"call {call_sid} never finished in the journal")
 
 
-async def greeting(caller: TwilioCaller, *, within_s: float = 15) -> bytes:
+async def greeting(caller: SimulatedCaller, *, within_s: float = 15) -> bytes:
     """Wait for the agent's first words and for their end; return what the caller heard."""
     await caller.wait_for_agent_audio(min_bytes=8000, timeout=within_s)
     await caller.wait_until_quiet(quiet_s=0.6, timeout=20)
@@ -165,7 +170,7 @@ async def greeting(caller: TwilioCaller, *, within_s: float = 15) -> bytes:
 
 
 async def say(
-    caller: TwilioCaller, ulaw: bytes, *, min_bytes: int = 16000, quiet_s: float = 0.6
+    caller: SimulatedCaller, ulaw: bytes, *, min_bytes: int = 16000, quiet_s: float = 0.6
 ) -> bytes:
     """Play caller audio; return the agent audio that came back, once the agent went quiet."""
     mark = len(caller.received_audio)

@@ -45,8 +45,9 @@ class MemorySocket:
             return None
         return await self.inbound.get()
 
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
+    async def send(self, frame: str | bytes) -> None:
+        assert isinstance(frame, str), "Twilio frames are text"
+        self.sent.append(json.loads(frame))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed = (code, reason)
