@@ -41,7 +41,11 @@ class Settings:
     plivo_api_url: str = "https://api.plivo.com"
     audiosocket_host: str = "127.0.0.1"
     audiosocket_port: int | None = None
-    """TCP port of the Asterisk AudioSocket listener (``None``: no listener)."""
+    """TCP port of the Asterisk AudioSocket listener (``None``: no listener; 0: any free port)."""
+    audiosocket_rate: int = 8000
+    """Sample rate the AudioSocket listener speaks (the dialplan application: always 8000)."""
+    audiosocket_agent: str | None = None
+    """Agent for AudioSocket calls (AudioSocket carries only a UUID); the default agent if unset."""
     start_timeout_s: float = 10.0
     """A media stream must send ``start`` within this time."""
     max_calls: int = 200
@@ -86,6 +90,8 @@ class Settings:
                 if env.get("CALLBRIDGE_AUDIOSOCKET_PORT")
                 else None
             ),
+            audiosocket_rate=int(number("CALLBRIDGE_AUDIOSOCKET_RATE", d.audiosocket_rate)),
+            audiosocket_agent=env.get("CALLBRIDGE_AUDIOSOCKET_AGENT") or None,
             start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", d.start_timeout_s),
             max_calls=int(number("CALLBRIDGE_MAX_CALLS", d.max_calls)),
             log_level=env.get("CALLBRIDGE_LOG_LEVEL", d.log_level),

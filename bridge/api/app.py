@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -18,6 +19,7 @@ from bridge import __version__
 from bridge.agents.loader import AgentRegistry
 from bridge.agents.model import Agent
 from bridge.api import calls, demo, media
+from bridge.api.audiosocket import start_audiosocket_listener
 from bridge.config import Settings
 from bridge.engines.pipeline.local_stt import warm_up as warm_up_recogniser
 from bridge.journal.store import JournalStore
@@ -62,6 +64,11 @@ def create_app(
             engine_factories=dict(engine_factories or ENGINE_FACTORIES),
         )
         log.info("callbridge %s ready: agents %s", __version__, ", ".join(agents.names()))
+        audiosocket = None
+        if settings.audiosocket_port is not None:
+            audiosocket = await start_audiosocket_listener(app.state.services)
+            app.state.audiosocket_address = audiosocket.sockets[0].getsockname()[:2]
+            log.info("AudioSocket listener on %s:%d", *app.state.audiosocket_address)
         warming = None
         # The recogniser process costs ≈150 MB: start it early only for agents likely to answer
         # (the default one, and fallbacks, which must take over fast); others start it cold.
@@ -80,6 +87,10 @@ def create_app(
         finally:
             if warming is not None:
                 warming.cancel()
+            if audiosocket is not None:
+                audiosocket.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(audiosocket.wait_closed(), 5)
             await writer.close()
             if http_client is None:
                 await client.aclose()

@@ -274,7 +274,7 @@ class SimulatedCaller:
         """Media frames on an absolute 20 ms schedule: frame n is due at anchor + (n - n0)·20 ms."""
         assert self.started_at is not None
         anchor, anchor_n, n = self.started_at, 0, 0
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(ConnectionClosed, OSError):
             while not self._hung_up:
                 burst = not self.realtime and bool(self._outbox)
                 if not burst:
@@ -354,7 +354,7 @@ class SimulatedCaller:
 
     async def _player(self) -> None:
         """Plays queued agent audio on the monotonic clock and echoes marks as they are reached."""
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(ConnectionClosed, OSError):
             while not self._hung_up:
                 self._wake.clear()
                 now = time.monotonic()

@@ -178,3 +178,25 @@ def test_reordering_loses_and_duplicates_nothing(order: list[int], dropped: set[
         delivered + len(codec._pending) + len(dropped & set(order))
         >= 24 - first + 1 - REORDER_WINDOW
     )
+
+
+VALID_FRAMES = [
+    '{"event":"connected","version":"1.0.0"}',
+    media(7, b"\x01" * 160),
+    json.dumps({"event": "mark", "stream_id": STREAM, "mark": {"name": "m1"}}),
+    json.dumps({"event": "dtmf", "stream_id": STREAM, "dtmf": {"digit": "5"}}),
+    json.dumps({"event": "stop", "stream_id": STREAM, "stop": {"call_control_id": "v3:abc"}}),
+]
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(VALID_FRAMES), st.data())
+def test_split_and_truncated_frames_raise_the_protocol_error(frame: str, data: Any) -> None:
+    cut = data.draw(st.integers(1, len(frame) - 1))
+    codec = started()
+    for piece in (frame[:cut], frame[cut:]):  # a frame split in two is two bad frames
+        try:
+            codec.parse(piece)
+        except CarrierProtocolError:
+            pass
+    assert codec.parse(frame) is not None or frame.startswith('{"event":"connected"')
