@@ -1,4 +1,7 @@
-"""``callbridge simulate``: place a test call against a running bridge, as Twilio would.
+"""``callbridge simulate``: place a test call against a running bridge, as a carrier would.
+
+``--carrier`` picks the protocol (Twilio by default; Telnyx, Plivo, Exotel, Vonage, jambonz,
+Asterisk chan_websocket, AudioSocket over ``tcp://host:port``), each with its own playback clock.
 
 Listens to the greeting (speaks once the agent has been quiet for ``--wait-greeting`` seconds),
 plays a WAV file as the caller — or speaks each ``--say`` sentence in turn (espeak-ng), waiting
@@ -8,7 +11,7 @@ with no answer, the bridge ends the call, or ``--timeout`` is reached). Then it 
 caller measured (greeting and per-turn response latency) and the call's journal (transcript and
 events) fetched from the bridge's REST API.
 
-Exit codes: 0 the agent answered and the bridge kept to the Twilio protocol; 1 the call failed
+Exit codes: 0 the agent answered and the bridge kept to the carrier's protocol; 1 the call failed
 (no connection, no agent audio, protocol violations); 2 usage error (bad arguments, unreadable
 WAV file).
 """
@@ -31,7 +34,8 @@ from bridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from bridge.audio.resample import resample
 from bridge.audio.wav import read_wav, write_wav
 from bridge.errors import CallbridgeError
-from bridge.simulate.caller import SimulatedCallError, TwilioCaller
+from bridge.simulate.caller import SimulatedCaller, SimulatedCallError
+from bridge.simulate.carriers import WIRES
 
 __all__ = ["add_parser", "default_api_url", "load_caller_audio", "run_simulate"]
 
@@ -46,12 +50,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Register the ``simulate`` subcommand on ``callbridge``'s subparsers."""
     p = subparsers.add_parser(
         "simulate",
-        help="place a test call: play a WAV as a Twilio caller, print transcript and latency",
+        help="place a test call: play a WAV as a phone caller, print transcript and latency",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--url", required=True, help="the bridge's media websocket (ws://…/twilio/media)"
+        "--url",
+        required=True,
+        help="the bridge's media websocket (ws://…/twilio/media), or tcp://host:port (AudioSocket)",
+    )
+    p.add_argument(
+        "--carrier",
+        choices=sorted(WIRES),
+        default="twilio",
+        help="the carrier protocol to speak (default twilio; it must match the --url route)",
     )
     said = p.add_mutually_exclusive_group(required=True)
     said.add_argument("--wav", type=Path, help="caller audio: 16-bit WAV, any rate")
@@ -98,8 +110,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def default_api_url(ws_url: str) -> str:
-    """``ws://host:port/twilio/media`` → ``http://host:port`` (``wss`` → ``https``)."""
+    """``ws://host:port/twilio/media`` → ``http://host:port`` (``wss`` → ``https``).
+
+    A ``tcp://`` carrier address (AudioSocket) names no HTTP server: assume the default port.
+    """
     parts = urlsplit(ws_url)
+    if parts.scheme == "tcp":
+        return f"http://{parts.hostname}:8080"
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, "", "", ""))
 
@@ -144,8 +161,12 @@ async def run_simulate(
     except UsageError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
-    caller = TwilioCaller(args.url, custom_parameters=params, realtime=not args.fast)
-    print(f"calling {args.url} as {caller.call_sid} (stream {caller.stream_sid})", flush=True)
+    wire = WIRES[args.carrier]()
+    if wire.transport == "tcp" and params:
+        print(f"{_PROG}: {args.carrier} carries no call parameters", file=sys.stderr)
+        return 2
+    caller = SimulatedCaller(args.url, wire, custom_parameters=params, realtime=not args.fast)
+    print(f"calling {args.url} as {args.carrier} call {wire.call_sid}", flush=True)
     print(f"caller  {sum(len(t) for t in turns) / 8000:.2f} s from {source}")
     try:
         async with caller.connect():
@@ -158,7 +179,7 @@ async def run_simulate(
         status = max(status, _write_heard(caller, args.out_wav))
     if not args.no_journal:
         api = (args.api or default_api_url(args.url)).rstrip("/")
-        await _print_journal(api, caller.call_sid, transport)
+        await _print_journal(api, wire.call_sid, transport)
     return status
 
 
@@ -172,7 +193,7 @@ def speak(text: str) -> bytes:
     return audio + b"\xff" * 8 * 900
 
 
-async def _converse(caller: TwilioCaller, turns: list[bytes], args: argparse.Namespace) -> str:
+async def _converse(caller: SimulatedCaller, turns: list[bytes], args: argparse.Namespace) -> str:
     """Play the caller's turns, each followed by the agent's answer; return how it ended."""
     try:
         async with asyncio.timeout(args.timeout):
@@ -201,7 +222,7 @@ def _ms(value: float) -> str:
     return f"{value:.0f} ms"
 
 
-def _print_call(caller: TwilioCaller, ended: str) -> int:
+def _print_call(caller: SimulatedCaller, ended: str) -> int:
     heard, arrived = len(caller.received_audio), caller.arrived_bytes
     print(f"agent   {arrived / 8000:.2f} s received, {heard / 8000:.2f} s heard, ", end="")
     print(f"{len(caller.clears)} clear(s), {len(caller.marks_echoed)} mark(s) echoed")
@@ -215,7 +236,8 @@ def _print_call(caller: TwilioCaller, ended: str) -> int:
         print(f"p50 response latency: {_ms(statistics.median(turns))} over {len(turns)} turn(s)")
     status = 0
     if caller.violations:
-        print(f"{_PROG}: the bridge broke the Twilio protocol {len(caller.violations)} time(s):")
+        carrier, count = caller.wire.carrier, len(caller.violations)
+        print(f"{_PROG}: the bridge broke the {carrier} protocol {count} time(s):")
         for violation in caller.violations[:10]:
             print(f"  - {violation}")
         status = 1
@@ -225,7 +247,7 @@ def _print_call(caller: TwilioCaller, ended: str) -> int:
     return status
 
 
-def _write_heard(caller: TwilioCaller, path: Path) -> int:
+def _write_heard(caller: SimulatedCaller, path: Path) -> int:
     try:
         write_wav(path, ulaw_to_pcm16(caller.played_ulaw()), 8000)
     except OSError as exc:

@@ -172,7 +172,7 @@ async def test_protocol_violations_fail_the_test_call(serve_bridge, make_tone, t
         code = await run_simulate(args)
     printed = capsys.readouterr().out
     assert code == 1
-    assert "broke the Twilio protocol 1 time(s)" in printed
+    assert "broke the twilio protocol 1 time(s)" in printed
     assert "media without streamSid" in printed
 
 

@@ -45,6 +45,7 @@ class AudioSocketWire(CallerWire):
         self.kind = _KINDS[sample_rate]
         self.frame_bytes = sample_rate // 50 * 2
         self.uuid = str(uuid_module.uuid4())
+        self.call_sid = self.uuid
         self.max_ahead_ms = max_ahead_ms
         self.most_ahead_ms = 0.0  # the largest backlog the bridge's pacing ever left
         self.problems: list[str] = []

@@ -65,6 +65,8 @@ class CallerWire(abc.ABC):
     """``"websocket"`` or ``"tcp"`` (AudioSocket)."""
     marks = True
     """The carrier answers marks (False: the bridge paces its audio and counts it itself)."""
+    call_sid: str
+    """The carrier's id of the call: what the bridge journals as the call's ``call_sid``."""
 
     def __init__(self) -> None:
         self._to_wire = Transcoder("pcmu", self.audio_format)

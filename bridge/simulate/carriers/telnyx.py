@@ -52,6 +52,7 @@ class TelnyxWire(CallerWire):
         self.audio_format = "pcmu" if codec == "PCMU" else "pcma"
         super().__init__()
         self.call_control_id = call_control_id or "v3:" + secrets.token_urlsafe(24)
+        self.call_sid = self.call_control_id
         self.stream_id = secrets.token_hex(8) + "-" + secrets.token_hex(4)
         self.caller, self.called = caller, called
         self.reorder = reorder
