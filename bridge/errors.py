@@ -48,6 +48,11 @@ class CarrierProtocolError(ProtocolError):
     """The carrier side of a call broke its protocol (or we were about to)."""
 
 
+class CarrierStartRefused(CarrierProtocolError):
+    """The carrier's start asks for what the bridge cannot do (an audio format, say): the call
+    cannot begin, and waiting for another start would only keep the caller on dead air."""
+
+
 class EngineProtocolError(ProtocolError):
     """The engine side of a call broke its protocol (or we were about to)."""
 

@@ -97,6 +97,92 @@ async def telnyx_media(websocket: WebSocket) -> None:
     await _carry(websocket, TelnyxCodec(), hang_up=hang_up)
 
 
+@router.websocket("/plivo/media")
+async def plivo_media(websocket: WebSocket) -> None:
+    """One Plivo audio stream (``<Stream bidirectional="true">``) = one call.
+
+    With Plivo credentials set, a call the agent ends is hung up over Plivo's REST API (the
+    stream has no in-band hang-up).
+    """
+    from bridge.carriers.plivo.codec import PlivoCodec  # (imported here: one-edit insertion)
+    from bridge.carriers.plivo.control import PlivoCallControl
+
+    services: Services = websocket.app.state.services
+    settings = services.settings
+    hang_up: HangUp | None = None
+    if settings.plivo_auth_id and settings.plivo_auth_token:
+        control = PlivoCallControl(
+            services.tools.client,
+            auth_id=settings.plivo_auth_id,
+            auth_token=settings.plivo_auth_token,
+            api_url=settings.plivo_api_url,
+        )
+
+        async def hang_up(start: ev.CallStarted) -> None:
+            if start.call_sid:
+                await control.hang_up(start.call_sid)
+
+    await _carry(websocket, PlivoCodec(), hang_up=hang_up)
+
+
+@router.websocket("/exotel/media")
+async def exotel_media(websocket: WebSocket) -> None:
+    """One Exotel Voicebot applet stream = one call.
+
+    The applet can only configure a URL: ``?sample-rate=8000|16000|24000`` and up to three
+    custom parameters (``?agent=…``) ride in its query. Exotel has no hang-up for the stream:
+    closing the socket ends the applet and the flow moves on to the next one.
+    """
+    from bridge.carriers.exotel.codec import ExotelCodec  # (imported here: one-edit insertion)
+
+    await _carry(websocket, ExotelCodec(websocket.query_params.get("sample-rate")))
+
+
+@router.websocket("/asterisk/media")
+async def asterisk_media(websocket: WebSocket) -> None:
+    """One Asterisk ``chan_websocket`` connection (``Dial(WebSocket/<client>/c(ulaw))``) = one call.
+
+    Asterisk offers subprotocol ``media`` (accepted when offered). The agent comes from
+    ``?agent=…`` (the ``websocket_client.conf`` URI or ``v(agent=demo)`` in the dial string)
+    or, with the JSON control format, from a channel variable. The agent's hang-up is the
+    in-band ``HANGUP``.
+    """
+    from bridge.carriers.asterisk.codec import AsteriskCodec  # (imported here: one-edit insertion)
+
+    offered = websocket.scope.get("subprotocols") or []
+    await _carry(websocket, AsteriskCodec(), subprotocol="media" if "media" in offered else None)
+
+
+@router.websocket("/vonage/media")
+async def vonage_media(websocket: WebSocket) -> None:
+    """One Vonage Voice API websocket (NCCO ``connect`` to a ``websocket`` endpoint) = one call.
+
+    Vonage has no in-band hang-up: when the agent ends the call the bridge closes the socket,
+    which ends the ``connect`` action (and the call, when it is the NCCO's last action).
+    """
+    from bridge.carriers.vonage.codec import VonageCodec  # (imported here: one-edit insertion)
+
+    await _carry(websocket, VonageCodec())
+
+
+@router.websocket("/jambonz/media")
+async def jambonz_media(websocket: WebSocket) -> None:
+    """One jambonz ``listen`` stream (bidirectional, streaming) = one call.
+
+    jambonz offers the subprotocol ``audio.jambonz.org`` (``audio.drachtio.org`` from an
+    unconfigured ``mod_audio_fork``) and the bridge selects it. A client offering neither is
+    still served, with no subprotocol — selecting one it did not offer would fail its
+    handshake — and a warning is logged.
+    """
+    from bridge.carriers.jambonz.codec import SUBPROTOCOLS, JambonzCodec  # (one-edit insertion)
+
+    offered = list(websocket.scope.get("subprotocols") or [])
+    chosen = next((name for name in SUBPROTOCOLS if name in offered), None)
+    if chosen is None:
+        log.warning("jambonz stream without subprotocol %s (offered: %s)", SUBPROTOCOLS[0], offered)
+    await _carry(websocket, JambonzCodec(), subprotocol=chosen)
+
+
 # (more carrier routes above this line)
 
 

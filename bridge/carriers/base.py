@@ -26,7 +26,7 @@ from typing import Any, Literal
 import orjson
 
 from bridge.audio.transcode import bytes_per_ms, silence_byte
-from bridge.errors import CarrierProtocolError
+from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
 __all__ = [
@@ -72,11 +72,11 @@ def audio_format(encoding: str, sample_rate: int) -> str:
     """
     if encoding in ("pcmu", "pcma"):
         if sample_rate != 8000:
-            raise CarrierProtocolError(f"{encoding} at {sample_rate} Hz: G.711 is 8000 Hz only")
+            raise CarrierStartRefused(f"{encoding} at {sample_rate} Hz: G.711 is 8000 Hz only")
         return encoding
     if encoding == "pcm16" and sample_rate in (8000, 16000, 24000):
         return f"pcm16/{sample_rate}"
-    raise CarrierProtocolError(
+    raise CarrierStartRefused(
         f"audio {encoding} at {sample_rate} Hz is not supported "
         "(μ-law or A-law at 8000 Hz, 16-bit PCM at 8000, 16000 or 24000 Hz)"
     )
@@ -91,6 +91,10 @@ class CarrierCodec(abc.ABC):
 
     frame_ms: int = 20
     """Duration of each agent audio chunk handed to :meth:`media`."""
+
+    max_marks: int | None = None
+    """Most unanswered marks the carrier keeps (``None``: no limit). jambonz silently drops
+    marks past 30: the link holds later frames, in order, until answers make room."""
 
     @abc.abstractmethod
     def parse(self, data: str | bytes) -> ev.CarrierEvent | CarrierSignal | None:

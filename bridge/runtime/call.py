@@ -36,7 +36,12 @@ from bridge.carriers.base import (
     silence_byte,
 )
 from bridge.engines.base import EngineClient
-from bridge.errors import CallbridgeError, CarrierProtocolError, EngineUnavailable
+from bridge.errors import (
+    CallbridgeError,
+    CarrierProtocolError,
+    CarrierStartRefused,
+    EngineUnavailable,
+)
 from bridge.runtime.link import CarrierLink, make_link
 from bridge.runtime.services import Services
 from bridge.session import actions as act
@@ -160,6 +165,9 @@ class CallRuntime:
                 raise _NoStart("the carrier closed the stream before start")
             try:
                 event = self.codec.parse(frame)
+            except CarrierStartRefused as exc:
+                self._protocol_error(exc)
+                raise _NoStart(f"start refused: {exc.message}") from None
             except CarrierProtocolError as exc:
                 self._protocol_error(exc)
                 continue
@@ -222,6 +230,8 @@ class CallRuntime:
             elif isinstance(event, FlowPaused | FlowResumed | CarrierReply):
                 await self._carrier_signal(event)
             elif event is not None:
+                if type(event) is ev.PlaybackMark and self.link is not None:
+                    await self.link.answered(event.name)  # room for marks the link holds
                 await self._handle(event)
 
     async def _carrier_signal(self, signal: FlowPaused | FlowResumed | CarrierReply) -> None:

@@ -360,6 +360,7 @@ class SimulatedCaller:
                 now = time.monotonic()
                 async with self._play_lock:
                     await self._play_until(now)
+                await self._flow(now)  # the queue drains while the bridge is silent (XON)
                 due = self.playback.next_event_time()
                 if self.playback.playing(now):  # keep received_audio fresh while playing
                     due = min(due if due is not None else math.inf, now + FRAME_S)

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from bridge.carriers.base import CarrierCodec, field_object, field_text, json_frame
-from bridge.errors import CarrierProtocolError
+from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
 ENCODINGS = {"PCMU": "pcmu", "audio/x-mulaw": "pcmu", "PCMA": "pcma", "audio/x-alaw": "pcma"}
@@ -91,13 +91,13 @@ class TelnyxCodec(CarrierCodec):
         raw_encoding = str(fmt.get("encoding") or "PCMU")
         encoding = ENCODINGS.get(raw_encoding)
         if encoding is None:
-            raise CarrierProtocolError(
+            raise CarrierStartRefused(
                 f"Telnyx codec {raw_encoding} is not supported: stream PCMU or PCMA "
                 "(stream_bidirectional_codec)"
             )
         rate = int(fmt.get("sample_rate") or 8000)
         if rate != 8000:
-            raise CarrierProtocolError(f"Telnyx {raw_encoding} at {rate} Hz: only 8000 Hz")
+            raise CarrierStartRefused(f"Telnyx {raw_encoding} at {rate} Hz: only 8000 Hz")
         params = _client_state(start.get("client_state"))
         for key in ("from", "to", "call_session_id"):
             value = start.get(key)

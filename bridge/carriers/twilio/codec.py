@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from bridge.carriers.base import CarrierCodec, field_object, field_text, json_frame
-from bridge.errors import CarrierProtocolError
+from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
 ENCODINGS = {"audio/x-mulaw": "pcmu", "audio/x-alaw": "pcma"}
@@ -96,7 +96,7 @@ class TwilioCodec(CarrierCodec):
         encoding = ENCODINGS.get(str(fmt.get("encoding")))
         rate = fmt.get("sampleRate", 8000)
         if encoding is None or rate not in (8000, "8000"):
-            raise CarrierProtocolError(
+            raise CarrierStartRefused(
                 f"unsupported media format {fmt.get('encoding')!r} at {rate!r} Hz"
             )
         self.started = True

@@ -1,0 +1,1 @@
+"""Asterisk ``chan_websocket``: media over a websocket from a ``WebSocket/…`` channel."""

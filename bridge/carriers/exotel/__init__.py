@@ -1,0 +1,1 @@
+"""Exotel Voicebot applet (bidirectional stream): the codec (pure)."""

@@ -1,0 +1,1 @@
+"""jambonz ``listen`` verb with streaming bidirectional audio: the codec (pure)."""

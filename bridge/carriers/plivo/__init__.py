@@ -1,0 +1,1 @@
+"""Plivo Audio Streams: the codec (pure) and the REST hang-up (control)."""

@@ -1,0 +1,1 @@
+"""Vonage Voice API websockets (NCCO ``connect`` to a ``websocket`` endpoint): the codec (pure)."""
