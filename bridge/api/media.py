@@ -8,10 +8,16 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from bridge.carriers.asterisk.codec import AsteriskCodec
 from bridge.carriers.base import CarrierCodec
+from bridge.carriers.exotel.codec import ExotelCodec
+from bridge.carriers.jambonz.codec import SUBPROTOCOLS, JambonzCodec
+from bridge.carriers.plivo.codec import PlivoCodec
+from bridge.carriers.plivo.control import PlivoCallControl
 from bridge.carriers.telnyx.codec import TelnyxCodec
 from bridge.carriers.telnyx.control import TelnyxCallControl
 from bridge.carriers.twilio.codec import TwilioCodec
+from bridge.carriers.vonage.codec import VonageCodec
 from bridge.journal.ids import new_call_id
 from bridge.runtime.admission import admit
 from bridge.runtime.call import CallRuntime
@@ -104,8 +110,6 @@ async def plivo_media(websocket: WebSocket) -> None:
     With Plivo credentials set, a call the agent ends is hung up over Plivo's REST API (the
     stream has no in-band hang-up).
     """
-    from bridge.carriers.plivo.codec import PlivoCodec  # (imported here: one-edit insertion)
-    from bridge.carriers.plivo.control import PlivoCallControl
 
     services: Services = websocket.app.state.services
     settings = services.settings
@@ -133,7 +137,6 @@ async def exotel_media(websocket: WebSocket) -> None:
     custom parameters (``?agent=…``) ride in its query. Exotel has no hang-up for the stream:
     closing the socket ends the applet and the flow moves on to the next one.
     """
-    from bridge.carriers.exotel.codec import ExotelCodec  # (imported here: one-edit insertion)
 
     await _carry(websocket, ExotelCodec(websocket.query_params.get("sample-rate")))
 
@@ -147,7 +150,6 @@ async def asterisk_media(websocket: WebSocket) -> None:
     or, with the JSON control format, from a channel variable. The agent's hang-up is the
     in-band ``HANGUP``.
     """
-    from bridge.carriers.asterisk.codec import AsteriskCodec  # (imported here: one-edit insertion)
 
     offered = websocket.scope.get("subprotocols") or []
     await _carry(websocket, AsteriskCodec(), subprotocol="media" if "media" in offered else None)
@@ -160,7 +162,6 @@ async def vonage_media(websocket: WebSocket) -> None:
     Vonage has no in-band hang-up: when the agent ends the call the bridge closes the socket,
     which ends the ``connect`` action (and the call, when it is the NCCO's last action).
     """
-    from bridge.carriers.vonage.codec import VonageCodec  # (imported here: one-edit insertion)
 
     await _carry(websocket, VonageCodec())
 
@@ -174,16 +175,12 @@ async def jambonz_media(websocket: WebSocket) -> None:
     still served, with no subprotocol — selecting one it did not offer would fail its
     handshake — and a warning is logged.
     """
-    from bridge.carriers.jambonz.codec import SUBPROTOCOLS, JambonzCodec  # (one-edit insertion)
 
     offered = list(websocket.scope.get("subprotocols") or [])
     chosen = next((name for name in SUBPROTOCOLS if name in offered), None)
     if chosen is None:
         log.warning("jambonz stream without subprotocol %s (offered: %s)", SUBPROTOCOLS[0], offered)
     await _carry(websocket, JambonzCodec(), subprotocol=chosen)
-
-
-# (more carrier routes above this line)
 
 
 async def _carry(

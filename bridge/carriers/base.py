@@ -31,7 +31,8 @@ from bridge.session import events as ev
 
 __all__ = [
     "MAX_FRAME_CHARS", "CarrierCodec", "CarrierReply", "CarrierSignal", "FlowPaused",
-    "FlowResumed", "Frame", "audio_format", "bytes_per_ms", "field_object", "field_text",
+    "FlowResumed", "Frame", "audio_format", "bytes_per_ms", "describe", "field_object",
+    "field_text",
     "json_frame", "silence_byte",
 ]  # fmt: skip
 
@@ -131,6 +132,14 @@ def json_frame(data: str | bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise CarrierProtocolError("frame is not a JSON object")
     return message
+
+
+def describe(value: object) -> str:
+    """A peer's value for an error message: short, and never a deep ``repr`` (a JSON nesting of
+    a thousand levels would make ``repr`` raise ``RecursionError``)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return repr(value)[:60]
+    return f"<{type(value).__name__}>"
 
 
 def field_object(message: Mapping[str, Any], key: str) -> dict[str, Any]:

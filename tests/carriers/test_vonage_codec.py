@@ -159,7 +159,7 @@ def test_outbound_frames() -> None:
     assert json.loads(codec.mark("m12")) == {"action": "notify", "payload": {"mark": "m12"}}
     assert json.loads(codec.clear()) == {"action": "clear"}
     assert codec.hangup() is None  # closing the socket ends the NCCO connect action
-    assert codec.playback == "marks" and codec.frame_ms == 20 and codec.max_marks is None
+    assert codec.playback == "marks" and codec.frame_ms == 20 and codec.max_marks == 500
 
 
 @pytest.mark.parametrize("size", [0, 319, 321, 640])

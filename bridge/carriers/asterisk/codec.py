@@ -113,6 +113,10 @@ class AsteriskCodec(CarrierCodec):
     """Parser and builder for one ``chan_websocket`` media connection."""
 
     carrier = "asterisk"
+    max_marks = 750
+    """15 s of 20 ms chunks unplayed at most. Asterisk drops whole messages once 1000 frames
+    (20 s) are queued, and an XOFF cannot recall a burst already written: holding audio past
+    15 s of unanswered marks keeps a long agent turn below that cap."""
 
     def __init__(self) -> None:
         self.control: Control | None = None  # learnt from MEDIA_START

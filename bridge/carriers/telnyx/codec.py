@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bridge.carriers.base import CarrierCodec, field_object, field_text, json_frame
+from bridge.carriers.base import CarrierCodec, describe, field_object, field_text, json_frame
 from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
@@ -78,7 +78,7 @@ class TelnyxCodec(CarrierCodec):
                 return None
         except (TypeError, ValueError, binascii.Error) as exc:
             raise CarrierProtocolError(f"malformed {kind}: {exc}") from None
-        raise CarrierProtocolError(f"unknown event {kind!r}")
+        raise CarrierProtocolError(f"unknown event {describe(kind)}")
 
     def _start(self, message: dict[str, Any]) -> ev.CallStarted:
         if self.started:

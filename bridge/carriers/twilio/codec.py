@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from bridge.carriers.base import CarrierCodec, field_object, field_text, json_frame
+from bridge.carriers.base import CarrierCodec, describe, field_object, field_text, json_frame
 from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
@@ -66,7 +66,7 @@ class TwilioCodec(CarrierCodec):
             return ev.CallerHangup("caller hung up")
         if kind == "connected":
             return None
-        raise CarrierProtocolError(f"unknown event {kind!r}")
+        raise CarrierProtocolError(f"unknown event {describe(kind)}")
 
     def _media(self, message: dict[str, Any]) -> ev.CallerAudio | None:
         self._require_started("media")

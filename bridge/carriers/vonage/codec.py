@@ -60,6 +60,9 @@ class VonageCodec(CarrierCodec):
     """Parser and builder for one Vonage websocket call leg."""
 
     carrier = "vonage"
+    max_marks = 500
+    """10 s of 20 ms frames unplayed at most: Vonage buffers about 1024 messages, and every
+    frame travels with its ``notify`` (two messages)."""
 
     def __init__(self) -> None:
         self.started = False

@@ -104,6 +104,7 @@ class AsteriskWire(CallerWire):
         self.connection_id = str(uuid.uuid4())
         self.channel = f"WebSocket/{connection}/0x{secrets.token_hex(6)}"
         self.channel_id = f"sim-{secrets.randbelow(10**10)}.{secrets.randbelow(1000)}"
+        self.call_sid = self.channel_id  # the bridge journals channel_id as call_sid
         self.channel_variables = dict(channel_variables or {})
         self.xoff_frames, self.xon_frames, self.max_frames = xoff_frames, xon_frames, max_frames
         self.xoff_grace_ms = xoff_grace_ms

@@ -62,6 +62,7 @@ class PlivoWire(CallerWire):
         self.encoding, self.sample_rate, self.audio_format = CONTENT_TYPES[content_type]
         super().__init__()
         self.call_id = call_id or str(uuid.uuid4())
+        self.call_sid = self.call_id  # Plivo's CallUUID: the journal's call_sid
         self.stream_id = str(uuid.uuid4())
         self.account_id = account_id
         self.epoch_ms = epoch_ms
