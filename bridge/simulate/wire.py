@@ -13,15 +13,21 @@ test would agree with its bugs.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import Mapping
 
-from bridge.errors import CarrierProtocolError
-from bridge.simulate.carriers.base import BridgeClear, BridgeMark, BridgeMedia, BridgeMessage
+from bridge.simulate.carriers.base import (
+    BridgeClear,
+    BridgeMark,
+    BridgeMedia,
+    BridgeMessage,
+    bad,
+    base64_audio,
+    json_object,
+)
 
 __all__ = [
     "DTMF_DIGITS", "FRAME_BYTES", "BridgeClear", "BridgeMark", "BridgeMedia", "BridgeMessage",
@@ -102,42 +108,26 @@ class StreamEncoder:
         )
 
 
-def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
-    return CarrierProtocolError(f"{problem}: {raw[:80]!r}", who="remote")
-
-
 def parse_bridge_message(raw: str | bytes, stream_sid: str) -> BridgeMessage:
     """Parse one bridge → Twilio frame strictly, or raise :class:`CarrierProtocolError`."""
-    if isinstance(raw, bytes):
-        raise _bad("binary frame (Twilio expects JSON text)", raw)
-    try:
-        msg = json.loads(raw)
-    except ValueError:
-        raise _bad("not JSON", raw) from None
-    if not isinstance(msg, dict):
-        raise _bad("not a JSON object", raw)
+    msg = json_object(raw, "Twilio")
     event = msg.get("event")
     if event not in ("media", "mark", "clear"):
-        raise _bad(f"unknown event {event!r}", raw)
+        raise bad(f"unknown event {event!r}", raw)
     if "streamSid" not in msg:
-        raise _bad(f"{event} without streamSid", raw)
+        raise bad(f"{event} without streamSid", raw)
     if msg["streamSid"] != stream_sid:
-        raise _bad(f"{event} for the wrong streamSid {msg['streamSid']!r}", raw)
+        raise bad(f"{event} for the wrong streamSid {msg['streamSid']!r}", raw)
     if event == "clear":
         return BridgeClear()
     body = msg.get(event)
     if not isinstance(body, dict):
-        raise _bad(f"{event} without a {event!r} object", raw)
+        raise bad(f"{event} without a {event!r} object", raw)
     if event == "mark":
         if not isinstance(body.get("name"), str):
-            raise _bad("mark without a string name", raw)
+            raise bad("mark without a string name", raw)
         return BridgeMark(body["name"])
-    if not isinstance(body.get("payload"), str):
-        raise _bad("media without a string payload", raw)
-    try:
-        data = base64.b64decode(body["payload"], validate=True)
-    except (binascii.Error, ValueError):
-        raise _bad("media payload is not valid base64", raw) from None
+    data = base64_audio(body.get("payload"), "media", raw)
     if data.startswith(b"RIFF"):
-        raise _bad("media payload is a WAV file (RIFF header), not raw μ-law", raw)
+        raise bad("media payload is a WAV file (RIFF header), not raw μ-law", raw)
     return BridgeMedia(data)

@@ -34,7 +34,6 @@ import secrets
 import uuid
 from collections.abc import Mapping
 
-from bridge.errors import CarrierProtocolError
 from bridge.simulate.carriers.base import (
     BridgeClear,
     BridgeHangup,
@@ -43,6 +42,7 @@ from bridge.simulate.carriers.base import (
     BridgeMessage,
     CallerWire,
     Frame,
+    bad,
 )
 
 __all__ = ["AsteriskWire"]
@@ -64,11 +64,6 @@ UNSIMULATED = frozenset(
     }
 )  # fmt: skip
 """Real commands this simulator does not model (a bridge that sends one needs a new test)."""
-
-
-def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
-    shown = raw[:80] if isinstance(raw, str) else f"<{len(raw)} bytes>"
-    return CarrierProtocolError(f"{problem}: {shown!r}", who="remote")
 
 
 class AsteriskWire(CallerWire):
@@ -207,7 +202,7 @@ class AsteriskWire(CallerWire):
         if isinstance(raw, bytes):
             return [self._media(raw)]
         if len(raw.encode()) > MAX_TEXT_BYTES:
-            raise _bad(f"TEXT message over {MAX_TEXT_BYTES} bytes (Asterisk ignores it)", raw)
+            raise bad(f"TEXT message over {MAX_TEXT_BYTES} bytes (Asterisk ignores it)", raw)
         text = raw.strip()
         command, data = self._command(text, raw)
         if command == "MARK_MEDIA":
@@ -219,45 +214,45 @@ class AsteriskWire(CallerWire):
         if command == "ANSWER":
             return []  # the channel answered itself when the socket connected
         if command in UNSIMULATED:
-            raise _bad(f"{command} is a real command this simulator does not model", raw)
-        raise _bad("unknown command (Asterisk logs a warning and ignores it)", raw)
+            raise bad(f"{command} is a real command this simulator does not model", raw)
+        raise bad("unknown command (Asterisk logs a warning and ignores it)", raw)
 
     def _command(self, text: str, raw: str) -> tuple[str, str]:
         """(command, correlation id) of one TEXT message, in this channel's format only."""
         if self.control == "plain":
             if text.startswith("{"):
-                raise _bad("JSON command on a plain-text channel (Asterisk: unknown command)", raw)
+                raise bad("JSON command on a plain-text channel (Asterisk: unknown command)", raw)
             command, _, data = text.partition(" ")
             return command, data.strip()
         try:
             message = json.loads(text)
         except ValueError:
-            raise _bad("not JSON on a JSON channel (Asterisk answers ERROR)", raw) from None
+            raise bad("not JSON on a JSON channel (Asterisk answers ERROR)", raw) from None
         if not isinstance(message, dict) or not isinstance(message.get("command"), str):
-            raise _bad("JSON command without a 'command' string", raw)
+            raise bad("JSON command without a 'command' string", raw)
         correlation = message.get("correlation_id", "")
         if not isinstance(correlation, str):
-            raise _bad("correlation_id is not a string", raw)
+            raise bad("correlation_id is not a string", raw)
         return message["command"], correlation
 
     def _media(self, raw: bytes) -> BridgeMedia:
         if not raw:
-            raise _bad("empty binary message", raw)
+            raise bad("empty binary message", raw)
         if len(raw) > MAX_MESSAGE_BYTES:
-            raise _bad(f"over {MAX_MESSAGE_BYTES} bytes: Asterisk closes the socket", raw)
+            raise bad(f"over {MAX_MESSAGE_BYTES} bytes: Asterisk closes the socket", raw)
         extra = len(raw) % self.optimal_frame_size
         if extra:
-            raise _bad(
+            raise bad(
                 f"not whole {self.optimal_frame_size}-byte frames: Asterisk drops {extra} bytes",
                 raw,
             )
         ms = len(raw) / self.bytes_per_ms
         if (self._queued_ms + self._added_ms) / self.ptime >= self.max_frames:
-            raise _bad(f"queue full ({self.max_frames} frames): Asterisk drops this", raw)
+            raise bad(f"queue full ({self.max_frames} frames): Asterisk drops this", raw)
         if self.xoff:
             if self._played_since_xoff_ms > self.xoff_grace_ms:
                 late = round(self._played_since_xoff_ms)
-                raise _bad(f"media {late} ms after MEDIA_XOFF (hold it until MEDIA_XON)", raw)
+                raise bad(f"media {late} ms after MEDIA_XOFF (hold it until MEDIA_XON)", raw)
             self.in_flight_frames += 1
             self.in_flight_ms = max(self.in_flight_ms, self._played_since_xoff_ms)
             self._xoff_added_ms += ms

@@ -14,14 +14,19 @@ depend on the carrier.
 from __future__ import annotations
 
 import abc
+import base64
+import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bridge.audio.transcode import Transcoder, bytes_per_ms, silence_byte
+from bridge.errors import CarrierProtocolError
 
 __all__ = [
     "BridgeClear", "BridgeHangup", "BridgeMark", "BridgeMedia", "BridgeMessage", "CallerWire",
-    "Frame", "silence_byte",
+    "Frame", "bad", "base64_audio", "json_object", "silence_byte",
 ]  # fmt: skip
 
 
@@ -51,6 +56,35 @@ Frame = str | bytes
 """One frame to the bridge: text (``str``) or binary (``bytes``)."""
 
 BridgeMessage = BridgeMedia | BridgeMark | BridgeClear | BridgeHangup
+
+
+def bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
+    """What a wire raises for a frame its carrier would reject, quoting the frame's start."""
+    shown = raw[:80] if isinstance(raw, str) else f"<{len(raw)} bytes>"
+    return CarrierProtocolError(f"{problem}: {shown!r}", who="remote")
+
+
+def json_object(raw: str | bytes, carrier: str) -> dict[str, Any]:
+    """A bridge frame that must be a JSON object in a text frame."""
+    if isinstance(raw, bytes):
+        raise bad(f"binary frame ({carrier} expects JSON text)", raw)
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        raise bad("not JSON", raw) from None
+    if not isinstance(message, dict):
+        raise bad("not a JSON object", raw)
+    return message
+
+
+def base64_audio(payload: object, what: str, raw: str | bytes) -> bytes:
+    """The audio of a ``what`` frame's base64 ``payload`` field."""
+    if not isinstance(payload, str):
+        raise bad(f"{what} without a string payload", raw)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad(f"{what} payload is not valid base64", raw) from None
 
 
 class CallerWire(abc.ABC):

@@ -15,12 +15,10 @@ Twilio (whose protocol Exotel's follows) does — the bridge's ledger ignores su
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import secrets
 from collections.abc import Mapping
 
-from bridge.errors import CarrierProtocolError
 from bridge.simulate.carriers.base import (
     BridgeClear,
     BridgeMark,
@@ -28,15 +26,14 @@ from bridge.simulate.carriers.base import (
     BridgeMessage,
     CallerWire,
     Frame,
+    bad,
+    base64_audio,
+    json_object,
 )
 
 __all__ = ["MAX_CHUNK_BYTES", "MIN_CHUNK_BYTES", "ExotelWire"]
 
 MIN_CHUNK_BYTES, MAX_CHUNK_BYTES, CHUNK_MULTIPLE = 3200, 100_000, 320
-
-
-def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
-    return CarrierProtocolError(f"{problem}: {raw[:80]!r}", who="remote")
 
 
 class ExotelWire(CallerWire):
@@ -117,38 +114,25 @@ class ExotelWire(CallerWire):
         return self._event("mark", {"mark": {"name": name}})
 
     def parse(self, raw: str | bytes) -> list[BridgeMessage]:
-        if isinstance(raw, bytes):
-            raise _bad("binary frame (Exotel expects JSON text)", raw)
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            raise _bad("not JSON", raw) from None
-        if not isinstance(message, dict):
-            raise _bad("not a JSON object", raw)
+        message = json_object(raw, "Exotel")
         event = message.get("event")
         if event not in ("media", "mark", "clear"):
-            raise _bad(f"unknown event {event!r}", raw)
+            raise bad(f"unknown event {event!r}", raw)
         if message.get("stream_sid") != self.stream_sid:
-            raise _bad(f"{event} without this stream's stream_sid", raw)
+            raise bad(f"{event} without this stream's stream_sid", raw)
         if event == "clear":
             return [BridgeClear()]
         body = message.get(event)
         if not isinstance(body, dict):
-            raise _bad(f"{event} without a {event!r} object", raw)
+            raise bad(f"{event} without a {event!r} object", raw)
         if event == "mark":
             if not isinstance(body.get("name"), str) or not body["name"]:
-                raise _bad("mark without a name", raw)
+                raise bad("mark without a name", raw)
             return [BridgeMark(body["name"])]
-        payload = body.get("payload")
-        if not isinstance(payload, str):
-            raise _bad("media without a string payload", raw)
-        try:
-            audio = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise _bad("media payload is not valid base64", raw) from None
+        audio = base64_audio(body.get("payload"), "media", raw)
         size = len(audio)
         if size % CHUNK_MULTIPLE or not MIN_CHUNK_BYTES <= size <= MAX_CHUNK_BYTES:
-            raise _bad(
+            raise bad(
                 f"media of {size} bytes (Exotel plays multiples of 320 bytes, 3200 to 100000)",
                 raw,
             )

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from bridge.errors import CarrierProtocolError
 from bridge.simulate.carriers.base import (
     BridgeClear,
     BridgeHangup,
@@ -36,16 +35,14 @@ from bridge.simulate.carriers.base import (
     BridgeMessage,
     CallerWire,
     Frame,
+    bad,
+    json_object,
 )
 
 __all__ = ["MAX_MARKS", "JambonzWire"]
 
 MAX_MARKS = 30
 """``MAX_MARKS`` in ``mod_audio_fork/lws_glue.cpp``: pending marks jambonz keeps track of."""
-
-
-def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
-    return CarrierProtocolError(f"{problem}: {raw[:80]!r}", who="remote")
 
 
 class JambonzWire(CallerWire):
@@ -131,15 +128,10 @@ class JambonzWire(CallerWire):
 
     def parse(self, raw: str | bytes) -> list[BridgeMessage]:
         if self.disconnected:
-            raise _bad("frame after disconnect (jambonz has closed the socket)", raw)
+            raise bad("frame after disconnect (jambonz has closed the socket)", raw)
         if isinstance(raw, bytes):
             return self._audio(raw)
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            raise _bad("not JSON", raw) from None
-        if not isinstance(message, dict):
-            raise _bad("not a JSON object", raw)
+        message = json_object(raw, "jambonz")
         kind = message.get("type")
         if kind == "killAudio":
             return [BridgeClear()]
@@ -147,7 +139,7 @@ class JambonzWire(CallerWire):
             data = message.get("data")
             name = data.get("name") if isinstance(data, dict) else None
             if not isinstance(name, str):
-                raise _bad("mark without a string data.name", raw)
+                raise bad("mark without a string data.name", raw)
             if len(self._pending) >= MAX_MARKS:
                 self.marks_dropped += 1  # jambonz logs "mark count exceeded" and drops it
                 return []
@@ -162,15 +154,15 @@ class JambonzWire(CallerWire):
             self.disconnected = True
             return [BridgeHangup("disconnect")]
         if kind == "playAudio":
-            raise _bad("playAudio is ignored when bidirectionalAudio.streaming is on", raw)
-        raise _bad(f"unknown command type {kind!r}", raw)
+            raise bad("playAudio is ignored when bidirectionalAudio.streaming is on", raw)
+        raise bad(f"unknown command type {kind!r}", raw)
 
     def _audio(self, raw: bytes) -> list[BridgeMessage]:
         data = self._odd + raw
         cut = len(data) - len(data) % 2
         data, self._odd = data[:cut], data[cut:]
         if self._pending and bool((np.frombuffer(data, dtype="<i2") == -1).any()):
-            raise _bad(
+            raise bad(
                 "sample -1 (0xFFFF) while marks are pending: jambonz takes it for a mark", raw
             )
         return [BridgeMedia(self.from_wire(data))] if data else []

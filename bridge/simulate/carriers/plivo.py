@@ -16,12 +16,10 @@ base64 payload of whole samples, ``checkpoint`` with our ``streamId`` and a name
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import uuid
 from collections.abc import Mapping
 
-from bridge.errors import CarrierProtocolError
 from bridge.simulate.carriers.base import (
     BridgeClear,
     BridgeMark,
@@ -29,6 +27,9 @@ from bridge.simulate.carriers.base import (
     BridgeMessage,
     CallerWire,
     Frame,
+    bad,
+    base64_audio,
+    json_object,
 )
 
 __all__ = ["CONTENT_TYPES", "PlivoWire"]
@@ -39,10 +40,6 @@ CONTENT_TYPES = {
     "audio/x-l16;rate=16000": ("audio/x-l16", 16000, "pcm16/16000"),
 }
 """``<Stream contentType>`` → (``encoding``, ``sampleRate``, the simulator's format)."""
-
-
-def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
-    return CarrierProtocolError(f"{problem}: {raw[:80]!r}", who="remote")
 
 
 class PlivoWire(CallerWire):
@@ -111,48 +108,35 @@ class PlivoWire(CallerWire):
         return [self._event("clearedAudio", {"streamId": self.stream_id})]
 
     def parse(self, raw: str | bytes) -> list[BridgeMessage]:
-        if isinstance(raw, bytes):
-            raise _bad("binary frame (Plivo expects JSON text)", raw)
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            raise _bad("not JSON", raw) from None
-        if not isinstance(message, dict):
-            raise _bad("not a JSON object", raw)
+        message = json_object(raw, "Plivo")
         event = message.get("event")
         if event == "playAudio":
             return [BridgeMedia(self._play_audio(message, raw))]
         if event not in ("checkpoint", "clearAudio"):
-            raise _bad(f"unknown event {event!r}", raw)
+            raise bad(f"unknown event {event!r}", raw)
         if message.get("streamId") != self.stream_id:
-            raise _bad(f"{event} without this stream's streamId", raw)
+            raise bad(f"{event} without this stream's streamId", raw)
         if event == "clearAudio":
             return [BridgeClear()]
         name = message.get("name")
         if not isinstance(name, str) or not name:
-            raise _bad("checkpoint without a name", raw)
+            raise bad("checkpoint without a name", raw)
         return [BridgeMark(name)]
 
-    def _play_audio(self, message: dict[str, object], raw: str) -> bytes:
+    def _play_audio(self, message: dict[str, object], raw: str | bytes) -> bytes:
         media = message.get("media")
         if not isinstance(media, dict):
-            raise _bad("playAudio without a media object", raw)
+            raise bad("playAudio without a media object", raw)
         if media.get("contentType") != self.encoding:
-            raise _bad(f"playAudio contentType is not the stream's {self.encoding}", raw)
+            raise bad(f"playAudio contentType is not the stream's {self.encoding}", raw)
         rate = media.get("sampleRate")
         if not isinstance(rate, int) or isinstance(rate, bool) or rate != self.sample_rate:
-            raise _bad(f"playAudio sampleRate is not the number {self.sample_rate}", raw)
-        payload = media.get("payload")
-        if not isinstance(payload, str):
-            raise _bad("playAudio without a string payload", raw)
-        try:
-            audio = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise _bad("playAudio payload is not valid base64", raw) from None
+            raise bad(f"playAudio sampleRate is not the number {self.sample_rate}", raw)
+        audio = base64_audio(media.get("payload"), "playAudio", raw)
         if not audio:
-            raise _bad("playAudio with no audio", raw)
+            raise bad("playAudio with no audio", raw)
         if audio.startswith(b"RIFF"):
-            raise _bad("playAudio payload is a WAV file, not raw audio", raw)
+            raise bad("playAudio payload is a WAV file, not raw audio", raw)
         if self.encoding == "audio/x-l16" and len(audio) % 2:
-            raise _bad(f"playAudio of {len(audio)} bytes is not whole 16-bit samples", raw)
+            raise bad(f"playAudio of {len(audio)} bytes is not whole 16-bit samples", raw)
         return self.from_wire(audio)

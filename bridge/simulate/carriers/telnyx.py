@@ -10,12 +10,10 @@ PCMU (or PCMA) between 20 ms and 30 s, ``mark`` with a name, ``clear``; nothing 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import secrets
 from collections.abc import Mapping
 
-from bridge.errors import CarrierProtocolError
 from bridge.simulate.carriers.base import (
     BridgeClear,
     BridgeMark,
@@ -23,15 +21,14 @@ from bridge.simulate.carriers.base import (
     BridgeMessage,
     CallerWire,
     Frame,
+    bad,
+    base64_audio,
+    json_object,
 )
 
 __all__ = ["TelnyxWire"]
 
 MIN_PAYLOAD_MS, MAX_PAYLOAD_MS = 20, 30_000
-
-
-def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
-    return CarrierProtocolError(f"{problem}: {raw[:80]!r}", who="remote")
 
 
 class TelnyxWire(CallerWire):
@@ -109,35 +106,22 @@ class TelnyxWire(CallerWire):
         return self._event("mark", {"mark": {"name": name}})
 
     def parse(self, raw: str | bytes) -> list[BridgeMessage]:
-        if isinstance(raw, bytes):
-            raise _bad("binary frame (Telnyx expects JSON text)", raw)
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            raise _bad("not JSON", raw) from None
-        if not isinstance(message, dict):
-            raise _bad("not a JSON object", raw)
+        message = json_object(raw, "Telnyx")
         event = message.get("event")
         if event == "clear":
             return [BridgeClear()]
         if event not in ("media", "mark"):
-            raise _bad(f"unknown event {event!r}", raw)
+            raise bad(f"unknown event {event!r}", raw)
         body = message.get(event)
         if not isinstance(body, dict):
-            raise _bad(f"{event} without a {event!r} object", raw)
+            raise bad(f"{event} without a {event!r} object", raw)
         if event == "mark":
             if not isinstance(body.get("name"), str) or not body["name"]:
-                raise _bad("mark without a name", raw)
+                raise bad("mark without a name", raw)
             return [BridgeMark(body["name"])]
-        payload = body.get("payload")
-        if not isinstance(payload, str):
-            raise _bad("media without a string payload", raw)
-        try:
-            audio = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise _bad("media payload is not valid base64", raw) from None
+        audio = base64_audio(body.get("payload"), "media", raw)
         if audio.startswith(b"RIFF"):
-            raise _bad("media payload is a WAV file, not raw RTP payload", raw)
+            raise bad("media payload is a WAV file, not raw RTP payload", raw)
         if not MIN_PAYLOAD_MS * 8 <= len(audio) <= MAX_PAYLOAD_MS * 8:
-            raise _bad(f"media of {len(audio)} bytes (Telnyx takes 20 ms to 30 s)", raw)
+            raise bad(f"media of {len(audio)} bytes (Telnyx takes 20 ms to 30 s)", raw)
         return [BridgeMedia(self.from_wire(audio))]

@@ -20,7 +20,6 @@ import json
 import uuid as uuid_module
 from collections.abc import Mapping
 
-from bridge.errors import CarrierProtocolError
 from bridge.simulate.carriers.base import (
     BridgeClear,
     BridgeMark,
@@ -28,15 +27,13 @@ from bridge.simulate.carriers.base import (
     BridgeMessage,
     CallerWire,
     Frame,
+    bad,
+    json_object,
 )
 
 __all__ = ["VonageWire"]
 
 MAX_HEADERS_BYTES = 512
-
-
-def _bad(problem: str, raw: str | bytes) -> CarrierProtocolError:
-    return CarrierProtocolError(f"{problem}: {raw[:80]!r}", who="remote")
 
 
 class VonageWire(CallerWire):
@@ -102,18 +99,13 @@ class VonageWire(CallerWire):
     def parse(self, raw: str | bytes) -> list[BridgeMessage]:
         if isinstance(raw, bytes):
             if len(raw) != self.frame_bytes:
-                raise _bad(
+                raise bad(
                     f"binary frame of {len(raw)} bytes: Vonage plays 20 ms frames of "
                     f"{self.frame_bytes} bytes at {self.rate} Hz",
                     raw,
                 )
             return [BridgeMedia(self.from_wire(raw))]
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            raise _bad("not JSON", raw) from None
-        if not isinstance(message, dict):
-            raise _bad("not a JSON object", raw)
+        message = json_object(raw, "Vonage")
         action = message.get("action")
         if action == "clear":
             self.clears += 1
@@ -121,8 +113,8 @@ class VonageWire(CallerWire):
         if action == "notify":
             payload = message.get("payload")
             if not isinstance(payload, dict):
-                raise _bad("notify without an object payload", raw)
+                raise bad("notify without an object payload", raw)
             self.notifies += 1
             # the payload itself is the mark's name: it comes back exactly as it was sent
             return [BridgeMark(json.dumps(payload, sort_keys=True, separators=(",", ":")))]
-        raise _bad(f"unknown action {action!r}", raw)
+        raise bad(f"unknown action {action!r}", raw)
