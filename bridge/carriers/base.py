@@ -19,6 +19,7 @@ them has been sent (:mod:`bridge.runtime.link`).
 from __future__ import annotations
 
 import abc
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,10 +31,23 @@ from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
 __all__ = [
-    "MAX_FRAME_CHARS", "CarrierCodec", "CarrierReply", "CarrierSignal", "FlowPaused",
-    "FlowResumed", "Frame", "audio_format", "bytes_per_ms", "describe", "field_object",
+    "MAX_FRAME_CHARS",
+    "CarrierCodec",
+    "CarrierReply",
+    "CarrierSignal",
+    "FlowPaused",
+    "FlowResumed",
+    "Frame",
+    "SampleAligner",
+    "audio_format",
+    "bytes_per_ms",
+    "check_sequence_number",
+    "describe",
+    "field_object",
     "field_text",
-    "json_frame", "silence_byte",
+    "inbound_payload",
+    "json_frame",
+    "silence_byte",
 ]  # fmt: skip
 
 MAX_FRAME_CHARS = 256 * 1024
@@ -154,3 +168,43 @@ def field_text(message: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise CarrierProtocolError(f"{key!r} must be a string")
     return value
+
+
+def check_sequence_number(message: Mapping[str, Any], key: str) -> None:
+    """``message[key]``, when present, is a whole number (a digit string is tolerated too)."""
+    value = message.get(key)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return
+    raise CarrierProtocolError(f"{key} {describe(value)} is not a number")
+
+
+def inbound_payload(media: Mapping[str, Any]) -> bytes | None:
+    """The caller's audio of a JSON ``media`` object (base64 ``payload``), or ``None`` for the
+    ``outbound`` track (our own audio, when the carrier streams both tracks)."""
+    track = media.get("track", "inbound")
+    if track == "outbound":
+        return None
+    if track != "inbound":
+        raise CarrierProtocolError(f"media track {describe(track)} is neither inbound nor outbound")
+    try:
+        return binascii.a2b_base64(field_text(media, "payload"), strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise CarrierProtocolError("media payload is not valid base64") from None
+
+
+class SampleAligner:
+    """Whole 16-bit samples only: an odd trailing byte waits for the next payload."""
+
+    __slots__ = ("_odd",)
+
+    def __init__(self) -> None:
+        self._odd = b""
+
+    def align(self, payload: bytes) -> bytes:
+        if self._odd:
+            payload = self._odd + payload
+        cut = len(payload) - len(payload) % 2
+        payload, self._odd = payload[:cut], payload[cut:]
+        return payload

@@ -38,10 +38,13 @@ import orjson
 
 from bridge.carriers.base import (
     CarrierCodec,
+    SampleAligner,
     audio_format,
     bytes_per_ms,
+    check_sequence_number,
     field_object,
     field_text,
+    inbound_payload,
     json_frame,
 )
 from bridge.errors import CarrierProtocolError
@@ -125,7 +128,7 @@ class ExotelCodec(CarrierCodec):
         self.encoding = "pcm16/8000"
         self.started = False
         self.stopped = False
-        self._odd = b""
+        self._aligner = SampleAligner()
         self._media_prefix = ""
         self._mark_prefix = ""
         self._clear = ""
@@ -150,7 +153,7 @@ class ExotelCodec(CarrierCodec):
         if kind == "start":
             return self._start(message)
         if kind == "stop":
-            _sequence_number(message)
+            check_sequence_number(message, "sequence_number")
             self.stopped = True
             return ev.CallerHangup("Exotel stopped the stream")
         if kind == "connected":
@@ -160,7 +163,7 @@ class ExotelCodec(CarrierCodec):
     def _start(self, message: dict[str, Any]) -> ev.CallStarted:
         if self.started:
             raise CarrierProtocolError("a second start on the same stream")
-        _sequence_number(message)
+        check_sequence_number(message, "sequence_number")
         start = field_object(message, "start")
         stream_sid = start.get("stream_sid", message.get("stream_sid"))
         if not isinstance(stream_sid, str) or not stream_sid:
@@ -203,27 +206,17 @@ class ExotelCodec(CarrierCodec):
 
     def _media(self, message: dict[str, Any]) -> ev.CallerAudio | None:
         self._check(message, "media")
-        media = field_object(message, "media")
-        track = media.get("track", "inbound")
-        if track == "outbound":
-            return None  # our own audio, when the applet streams both tracks
-        if track != "inbound":
-            raise CarrierProtocolError(f"media track {track!r} is neither inbound nor outbound")
-        try:
-            payload = binascii.a2b_base64(field_text(media, "payload"), strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise CarrierProtocolError("media payload is not valid base64") from None
+        payload = inbound_payload(field_object(message, "media"))
+        if payload is None:
+            return None
         if self.encoding != "pcmu":
-            if self._odd:
-                payload = self._odd + payload
-            cut = len(payload) - len(payload) % 2
-            payload, self._odd = payload[:cut], payload[cut:]
+            payload = self._aligner.align(payload)
         return ev.CallerAudio(payload) if payload else None
 
     def _check(self, message: Mapping[str, Any], what: str) -> None:
         if not self.started:
             raise CarrierProtocolError(f"{what} before start")
-        _sequence_number(message)
+        check_sequence_number(message, "sequence_number")
         sid = message.get("stream_sid")
         if sid is not None and sid != self.stream_sid:
             raise CarrierProtocolError(f"{what} for another stream {sid!r}")
@@ -249,16 +242,6 @@ class ExotelCodec(CarrierCodec):
     def _require_outbound(self) -> None:
         if not self.started:
             raise CarrierProtocolError("cannot send before the stream started", who="local")
-
-
-def _sequence_number(message: Mapping[str, Any]) -> None:
-    """``sequence_number``, when present, is a digit string (a JSON number is tolerated)."""
-    value = message.get("sequence_number")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return
-    raise CarrierProtocolError(f"sequence_number {value!r} is not a number")
 
 
 def _custom_parameters(raw: object) -> dict[str, str]:

@@ -30,7 +30,16 @@ from typing import Any
 
 import orjson
 
-from bridge.carriers.base import CarrierCodec, audio_format, field_object, field_text, json_frame
+from bridge.carriers.base import (
+    CarrierCodec,
+    SampleAligner,
+    audio_format,
+    check_sequence_number,
+    field_object,
+    field_text,
+    inbound_payload,
+    json_frame,
+)
 from bridge.errors import CarrierProtocolError
 from bridge.session import events as ev
 
@@ -54,7 +63,7 @@ class PlivoCodec(CarrierCodec):
         self.account_id: str | None = None
         self.encoding = "pcmu"  # the bridge's format string, once started
         self.started = False
-        self._odd = b""  # 16-bit PCM: a byte waiting for the other half of its sample
+        self._aligner = SampleAligner()  # 16-bit PCM: whole samples to the session
         self._play_prefix = ""
         self._checkpoint_prefix = ""
         self._clear = ""
@@ -86,7 +95,7 @@ class PlivoCodec(CarrierCodec):
     def _start(self, message: dict[str, Any]) -> ev.CallStarted:
         if self.started:
             raise CarrierProtocolError("a second start on the same stream")
-        _sequence_number(message)
+        check_sequence_number(message, "sequenceNumber")
         start = field_object(message, "start")
         stream_id = field_text(start, "streamId")
         call_id = field_text(start, "callId")
@@ -132,35 +141,18 @@ class PlivoCodec(CarrierCodec):
 
     def _media(self, message: dict[str, Any]) -> ev.CallerAudio | None:
         self._check(message, "media")
-        media = field_object(message, "media")
-        track = media.get("track", "inbound")
-        if track != "inbound":
-            if track == "outbound":
-                return None  # our own audio, echoed when the stream forks both tracks
-            raise CarrierProtocolError(f"media track {track!r} is neither inbound nor outbound")
-        try:
-            payload = binascii.a2b_base64(field_text(media, "payload"), strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise CarrierProtocolError("media payload is not valid base64") from None
+        payload = inbound_payload(field_object(message, "media"))
+        if payload is None:
+            return None
         if self.encoding != "pcmu":
-            payload = self._align(payload)
+            payload = self._aligner.align(payload)
         return ev.CallerAudio(payload) if payload else None
-
-    def _align(self, payload: bytes) -> bytes:
-        """Whole 16-bit samples only: carry an odd trailing byte over to the next payload."""
-        if self._odd:
-            payload = self._odd + payload
-        if len(payload) % 2:
-            self._odd = payload[-1:]
-            return payload[:-1]
-        self._odd = b""
-        return payload
 
     def _check(self, message: Mapping[str, Any], what: str) -> None:
         """``what`` is allowed now and is about our stream."""
         if not self.started:
             raise CarrierProtocolError(f"{what} before start")
-        _sequence_number(message)
+        check_sequence_number(message, "sequenceNumber")
         sid = message.get("streamId")
         if sid is not None and sid != self.stream_id:
             raise CarrierProtocolError(f"{what} for another stream {sid!r}")
@@ -186,16 +178,6 @@ class PlivoCodec(CarrierCodec):
     def _require_outbound(self) -> None:
         if not self.started:
             raise CarrierProtocolError("cannot send before the stream started", who="local")
-
-
-def _sequence_number(message: Mapping[str, Any]) -> None:
-    """``sequenceNumber``, when present, is a whole number (a digit string is tolerated)."""
-    value = message.get("sequenceNumber")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return
-    raise CarrierProtocolError(f"sequenceNumber {value!r} is not a number")
 
 
 def extra_headers(raw: object) -> dict[str, str]:
