@@ -37,7 +37,8 @@ async def conversation_call(
     async with demo_bridge(tmp_path, **(settings or {})) as bridge:
         caller = make_caller(bridge)
         async with caller.connect():
-            heard_greeting = hear(await greeting(caller))
+            greeting_audio = await greeting(caller)
+            heard_greeting = hear(greeting_audio)
             mark = len(caller.received_audio)
             await caller.play(
                 synthesize_ulaw8k("I would like to book an appointment") + silence(900)
@@ -48,7 +49,11 @@ async def conversation_call(
         call = await bridge.call_record(call_sid(caller))
 
     assert caller.violations == []
-    assert word_ratio(heard_greeting, GREETING) >= 0.8, heard_greeting
+    assert word_ratio(heard_greeting, GREETING) >= 0.8, (
+        heard_greeting,
+        f"{len(greeting_audio)} B heard, {caller.arrived_bytes} B arrived",
+        caller.timeline[:3],
+    )
     assert word_ratio(heard_answer, ASK_DAY) >= 0.8, heard_answer
     assert call["carrier"] == caller.wire.carrier
     assert call["status"] == "completed"
