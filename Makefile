@@ -1,11 +1,12 @@
 # callbridge — the two commands of the README, and the steps they are made of.
 #   make run    create .venv if missing, install, serve on 127.0.0.1:8080 (SQLite under ./var/)
-#   make test   install dev dependencies, then lint, types, import contracts and the test suite
+#   make test   install dev dependencies (and Debian's chromium for the browser tests, when
+#               missing and we may: as root), then lint, types, import contracts and the suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint types contracts pytest clean
+.PHONY: run test install install-dev browser lint types contracts pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,6 +25,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The browser tests drive Debian's chromium through playwright (never `playwright install`,
+# which downloads a browser). CI runs as root: install it there when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium (browser tests)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
+		else echo "chromium is missing: install Debian's chromium to run the browser tests"; fi; }
+
 run: install
 	mkdir -p var
 	$(BIN)/callbridge serve
@@ -38,7 +49,7 @@ types: install-dev
 contracts: install-dev
 	$(BIN)/lint-imports
 
-pytest: install-dev
+pytest: install-dev browser
 	$(BIN)/pytest
 
 test: lint types contracts pytest

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from bridge.errors import ConfigError
+
+ICE_FIELDS = frozenset({"urls", "username", "credential"})
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/callbridge.db"
 DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
@@ -46,6 +51,9 @@ class Settings:
     """Sample rate the AudioSocket listener speaks (the dialplan application: always 8000)."""
     audiosocket_agent: str | None = None
     """Agent for AudioSocket calls (AudioSocket carries only a UUID); the default agent if unset."""
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    """STUN/TURN servers for browser calls, as the browser's ``RTCIceServer`` dicts
+    (``CALLBRIDGE_ICE_SERVERS``, a JSON list). Empty: host candidates only (same machine/LAN)."""
     start_timeout_s: float = 10.0
     """A media stream must send ``start`` within this time."""
     max_calls: int = 200
@@ -92,6 +100,7 @@ class Settings:
             ),
             audiosocket_rate=int(number("CALLBRIDGE_AUDIOSOCKET_RATE", d.audiosocket_rate)),
             audiosocket_agent=env.get("CALLBRIDGE_AUDIOSOCKET_AGENT") or None,
+            ice_servers=ice_servers(env.get("CALLBRIDGE_ICE_SERVERS")),
             start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", d.start_timeout_s),
             max_calls=int(number("CALLBRIDGE_MAX_CALLS", d.max_calls)),
             log_level=env.get("CALLBRIDGE_LOG_LEVEL", d.log_level),
@@ -99,3 +108,31 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def ice_servers(raw: str | None) -> tuple[dict[str, Any], ...]:
+    """``CALLBRIDGE_ICE_SERVERS``: a JSON list of ``{"urls": str | [str], "username"?,
+    "credential"?}`` (the browser's ``RTCIceServer``), e.g.
+    ``[{"urls": "stun:stun.example.org:3478"}]``."""
+    if not raw:
+        return ()
+    problem = "CALLBRIDGE_ICE_SERVERS must be a JSON list of {urls, username?, credential?}"
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ConfigError(f"{problem}: it is not JSON") from None
+    if not isinstance(value, list):
+        raise ConfigError(problem)
+    servers = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - ICE_FIELDS or "urls" not in item:
+            raise ConfigError(f"{problem}: {str(item)[:80]}")
+        urls = item["urls"]
+        urls = [urls] if isinstance(urls, str) else urls
+        if not urls or not all(
+            isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns")
+            for u in urls
+        ):
+            raise ConfigError(f"{problem}: urls must be stun:/turn: URLs, not {urls!r}"[:200])
+        servers.append({**item, "urls": list(urls)})
+    return tuple(servers)

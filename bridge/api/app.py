@@ -18,8 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bridge import __version__
 from bridge.agents.loader import AgentRegistry
 from bridge.agents.model import Agent
-from bridge.api import calls, demo, media
+from bridge.api import agents as agents_api
+from bridge.api import calls, demo, media, webrtc
 from bridge.api.audiosocket import start_audiosocket_listener
+from bridge.api.console import mount_console
+from bridge.api.webrtc import end_browser_calls
 from bridge.config import Settings
 from bridge.engines.pipeline.local_stt import warm_up as warm_up_recogniser
 from bridge.journal.store import JournalStore
@@ -56,6 +59,7 @@ def create_app(
         await writer.start()
         client = http_client or httpx.AsyncClient()
         app.state.journal = store
+        app.state.browser_calls = {}  # task → its BrowserPeer
         app.state.services = Services(
             settings=settings,
             agents=agents,
@@ -87,6 +91,7 @@ def create_app(
         finally:
             if warming is not None:
                 warming.cancel()
+            await end_browser_calls(app.state.browser_calls)
             if audiosocket is not None:
                 audiosocket.close()
                 with contextlib.suppress(TimeoutError):
@@ -119,6 +124,9 @@ def create_app(
         }
 
     app.include_router(calls.router, tags=["calls"])
+    app.include_router(agents_api.router)
+    app.include_router(webrtc.router)
     app.include_router(media.router)
     app.include_router(demo.router)
+    mount_console(app)
     return app

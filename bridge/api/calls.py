@@ -7,11 +7,17 @@ the :func:`get_journal` dependency so tests and other apps can override it. Ever
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from bridge.journal.feed import FINAL, JournalFeed, Message
+from bridge.journal.models import CallDetail
 from bridge.journal.store import JournalError, JournalStore
 
 __all__ = ["CallDetailOut", "CallListOut", "CallOut", "authorize", "get_journal", "router"]
@@ -163,4 +169,104 @@ async def get_call(call_id: str, journal: Journal) -> CallDetailOut:
         transcript=[TurnOut.model_validate(turn) for turn in detail.transcript],
         events=[EventOut.model_validate(event) for event in detail.events],
         tool_calls=[ToolCallOut.model_validate(call) for call in detail.tool_calls],
+    )
+
+
+LIVE_HEARTBEAT_S = 15.0
+"""A comment line this often keeps proxies from closing a quiet live stream."""
+
+
+def get_feed(request: Request) -> JournalFeed | None:
+    services = getattr(request.app.state, "services", None)
+    return None if services is None else services.journal.feed
+
+
+@router.get(
+    "/{call_id}/live",
+    summary="A call's journal as it happens (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Events `status`, `turn`, `event`, `tool_call` (data: JSON, the "
+            "fields of GET /v1/calls/{id}), from the call's start; the stream ends after the "
+            "final `status`. A call this server is not carrying is replayed from the journal.",
+        },
+        404: {"model": NotFoundOut, "description": "No call with this id"},
+    },
+)
+async def live_call(
+    call_id: str,
+    request: Request,
+    journal: Journal,
+) -> StreamingResponse:
+    feed = get_feed(request)
+    if feed is not None and feed.known(call_id):
+        stream = _follow(feed, call_id, request)
+    else:
+        try:
+            detail = await journal.get_call(call_id)
+        except JournalError as exc:
+            raise _unavailable(exc) from exc
+        if detail is None:
+            raise HTTPException(status_code=404, detail="call not found")
+        stream = _replay(detail)
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(message: Message) -> bytes:
+    kind = str(message.get("type", "message"))
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(message) + b"\n\n"
+
+
+async def _follow(feed: JournalFeed, call_id: str, request: Request) -> AsyncIterator[bytes]:
+    with feed.subscribe(call_id) as subscription:
+        messages = aiter(subscription)
+        while True:
+            try:
+                message = await asyncio.wait_for(anext(messages), LIVE_HEARTBEAT_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                yield b": still here\n\n"
+                continue
+            except StopAsyncIteration:
+                return
+            yield _sse(message)
+            if message.get(FINAL) or message["type"] == "overflow":
+                return
+
+
+async def _replay(detail: CallDetail) -> AsyncIterator[bytes]:
+    """A call this worker is not carrying: its journal so far, then its status."""
+    call = detail.call
+    rows: list[tuple[float, Message]] = []
+    for turn in detail.transcript:
+        out = TurnOut.model_validate(turn).model_dump()
+        rows.append((turn.time_in_call_secs, {"type": "turn", **out}))
+    for event in detail.events:
+        out = EventOut.model_validate(event).model_dump()
+        rows.append((event.time_in_call_secs, {"type": "event", **out}))
+    for tool in detail.tool_calls:
+        out = ToolCallOut.model_validate(tool).model_dump()
+        rows.append((tool.time_in_call_secs, {"type": "tool_call", **out}))
+    rows.sort(key=lambda row: row[0])
+    yield _sse({"type": "status", "call_id": call.id, "status": "in-progress"})
+    for _, message in rows:
+        message["call_id"] = call.id
+        yield _sse(message)
+    final = call.status != "in-progress"
+    yield _sse(
+        {
+            "type": "status",
+            "call_id": call.id,
+            "status": call.status,
+            "end_reason": call.end_reason,
+            FINAL: final,
+            "replayed": True,
+        }
     )

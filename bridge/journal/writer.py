@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Unpack
 
+from bridge.journal.feed import JournalFeed
 from bridge.journal.models import UPDATABLE_FIELDS, CallUpdate
 from bridge.journal.store import JournalError, JournalStore, JournalTx
 from bridge.session.actions import JournalAction
@@ -81,8 +82,11 @@ class JournalWriter:
         retry_delays: Sequence[float] = (0.2, 1.0),
         linger_s: float = 0.1,
         group_commit: bool = True,
+        feed: JournalFeed | None = None,
     ) -> None:
         self._store = store
+        self.feed = feed or JournalFeed()
+        """Every submission, as it is taken, for live subscribers (:mod:`bridge.journal.feed`)."""
         self._linger_s = linger_s
         self._group_commit = group_commit
         self._urgent = asyncio.Event()
@@ -112,6 +116,7 @@ class JournalWriter:
         values: dict[str, Any] = {"carrier": carrier, "started_at": started_at, **fields}
         values["context"] = dict(fields.get("context") or {})  # the caller may reuse its dict
         self._submit(_Started(call_id, values))
+        self.feed.call_started(call_id, {"carrier": carrier, "agent": fields.get("agent")})
 
     def call_updated(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
         """Submit :meth:`JournalStore.update_call`. Unknown field names raise ``TypeError`` now."""
@@ -121,10 +126,12 @@ class JournalWriter:
         if "context" in fields:
             fields["context"] = dict(fields["context"] or {})  # the caller may reuse its dict
         self._submit(_Updated(call_id, fields))
+        self.feed.call_updated(call_id, dict(fields))
 
     def record(self, call_id: str, action: JournalAction) -> None:
         """Submit one transcript turn, event or tool call of the call."""
         self._submit(_Recorded(call_id, [action]))
+        self.feed.record(call_id, action)
 
     def call_finished(
         self, call_id: str, *, status: str, end_reason: str | None, ended_at: datetime
@@ -132,6 +139,7 @@ class JournalWriter:
         """Submit :meth:`JournalStore.finish_call`."""
         _require_aware(ended_at, "ended_at")
         self._submit(_Finished(call_id, status, end_reason, ended_at))
+        self.feed.call_finished(call_id, status, end_reason)
 
     def _submit(self, op: _Op) -> None:
         if self._closed:

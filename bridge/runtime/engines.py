@@ -212,3 +212,22 @@ ENGINE_FACTORIES: dict[str, EngineFactory] = {
     "elevenlabs": elevenlabs,
     "pipeline": pipeline,
 }
+
+ENGINE_FORMATS: dict[str, tuple[str, ...]] = {
+    "openai_realtime": CAPABILITIES.audio_formats,
+    "elevenlabs": ELEVENLABS_CAPABILITIES.audio_formats,
+    "pipeline": PIPELINE_CAPABILITIES.audio_formats,
+}
+
+
+def preferred_format(agent: Agent) -> str:
+    """The audio format to give this agent's engine when the carrier can speak any (a browser
+    call): the agent's own ``audio_format``, else the engine's widest 16-bit PCM, else its
+    first format (μ-law for engines that speak nothing else)."""
+    if agent.audio_format:
+        return agent.audio_format
+    formats = ENGINE_FORMATS.get(agent.engine, ("pcmu",))
+    pcm = [f for f in formats if f.startswith("pcm16/")]
+    if pcm:
+        return max(pcm, key=lambda f: int(f.partition("/")[2]))
+    return formats[0]

@@ -1,0 +1,187 @@
+"""The journal as it happens: rows of live calls pushed to subscribers (the console's live
+transcript, a call page left open).
+
+The :class:`~bridge.journal.writer.JournalWriter` publishes every submission here as it takes it
+(before the database write: a subscriber sees a turn as soon as the session records it).
+Messages are plain JSON-ready dicts with a ``type``:
+
+* ``status`` — ``{"status", "end_reason"}`` when a call starts (``in-progress``) and ends;
+* ``turn`` — ``{"role", "text", "time_in_call_secs", "interrupted"}``;
+* ``event`` — ``{"kind", "time_in_call_secs", "data"}``;
+* ``tool_call`` — the fields of ``GET /v1/calls/{id}``'s ``tool_calls`` items.
+
+Each live call keeps its messages (a *backlog*, bounded) so that a subscriber who comes late gets
+the call from its start; a finished call's backlog is kept for the last ``keep_finished`` calls,
+then the journal's read API is the place to look. A subscriber who does not keep up (its queue
+of ``queue_size`` is full) is ended with a final ``{"type": "overflow"}`` instead of slowing the
+calls down: publishing never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from bridge.session.actions import JournalAction, JournalEvent, JournalToolCall, JournalTurn
+
+__all__ = ["FINAL", "JournalFeed", "Message", "Subscription", "message_of"]
+
+Message = dict[str, Any]
+FINAL = "final"
+"""Key set (True) on a ``status`` message that ends its call."""
+
+
+def message_of(action: JournalAction) -> Message:
+    """The feed message of one journal row."""
+    if isinstance(action, JournalTurn):
+        return {
+            "type": "turn",
+            "role": action.role,
+            "text": action.text,
+            "time_in_call_secs": action.time_in_call_secs,
+            "interrupted": action.interrupted,
+        }
+    if isinstance(action, JournalEvent):
+        return {
+            "type": "event",
+            "kind": action.kind,
+            "time_in_call_secs": action.time_in_call_secs,
+            "data": dict(action.data),
+        }
+    assert isinstance(action, JournalToolCall)
+    return {
+        "type": "tool_call",
+        "tool_call_id": action.call_id,
+        "name": action.name,
+        "arguments": dict(action.arguments),
+        "output": action.output,
+        "ok": action.ok,
+        "time_in_call_secs": action.time_in_call_secs,
+        "duration_ms": action.duration_ms,
+    }
+
+
+class Subscription:
+    """Messages of one call (or of every call: ``call_id`` None), in order."""
+
+    def __init__(self, feed: JournalFeed, call_id: str | None, queue_size: int) -> None:
+        self._feed = feed
+        self.call_id = call_id
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=queue_size)
+        self.overflowed = False
+
+    def _offer(self, message: Message) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self._queue.get_nowait()  # room for the last word
+            self._queue.put_nowait({"type": "overflow", "call_id": message.get("call_id")})
+
+    def close(self) -> None:
+        self._feed._drop(self)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[Message]:
+        while True:
+            message = await self._queue.get()
+            if message is None:
+                return
+            yield message
+            if message["type"] == "overflow":
+                return
+
+
+class JournalFeed:
+    """Fan-out of journal submissions to live subscribers (see the module docstring)."""
+
+    def __init__(
+        self, *, backlog: int = 2_000, keep_finished: int = 64, queue_size: int = 1_000
+    ) -> None:
+        self._backlog_size = backlog
+        self._keep_finished = keep_finished
+        self._queue_size = queue_size
+        self._backlogs: OrderedDict[str, deque[Message]] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._by_call: dict[str, set[Subscription]] = {}
+        self._everything: set[Subscription] = set()
+
+    # -- publishing (synchronous, never waits) --------------------------------------------------
+
+    def call_started(self, call_id: str, fields: dict[str, Any]) -> None:
+        self._backlogs[call_id] = deque(maxlen=self._backlog_size)
+        self._publish(call_id, {"type": "status", "status": "in-progress", **fields})
+
+    def record(self, call_id: str, action: JournalAction) -> None:
+        if call_id in self._backlogs or self._everything or call_id in self._by_call:
+            self._publish(call_id, message_of(action))
+
+    def call_updated(self, call_id: str, fields: dict[str, Any]) -> None:
+        if "status" in fields:
+            self._publish(call_id, {"type": "status", **fields})
+
+    def call_finished(self, call_id: str, status: str, end_reason: str | None) -> None:
+        message = {"type": "status", "status": status, "end_reason": end_reason, FINAL: True}
+        self._publish(call_id, message)
+        self._finished[call_id] = None
+        while len(self._finished) > self._keep_finished:
+            old, _ = self._finished.popitem(last=False)
+            self._backlogs.pop(old, None)
+
+    def _publish(self, call_id: str, message: Message) -> None:
+        message["call_id"] = call_id
+        backlog = self._backlogs.get(call_id)
+        if backlog is not None:
+            backlog.append(message)
+        for subscriber in self._by_call.get(call_id, ()):
+            subscriber._offer(message)
+        for subscriber in self._everything:
+            subscriber._offer(message)
+
+    # -- subscribing ----------------------------------------------------------------------------
+
+    def known(self, call_id: str) -> bool:
+        """The feed holds this call's messages from its start (live, or finished lately)."""
+        return call_id in self._backlogs
+
+    def finished(self, call_id: str) -> bool:
+        return call_id in self._finished
+
+    @contextlib.contextmanager
+    def subscribe(self, call_id: str | None = None) -> Iterator[Subscription]:
+        """Messages of ``call_id`` from its start (its backlog first), or of every call from
+        now on (``None``)."""
+        subscription = Subscription(self, call_id, self._queue_size)
+        if call_id is None:
+            self._everything.add(subscription)
+        else:
+            for message in self._backlogs.get(call_id, ()):
+                subscription._offer(message)
+            self._by_call.setdefault(call_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._everything) + sum(len(s) for s in self._by_call.values())
+
+    def _drop(self, subscription: Subscription) -> None:
+        if subscription.call_id is None:
+            self._everything.discard(subscription)
+            return
+        subscribers = self._by_call.get(subscription.call_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._by_call[subscription.call_id]
