@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from bridge.carriers.webrtc.codec import WebRTCCodec
-from bridge.carriers.webrtc.peer import BrowserPeer
+from bridge.carriers.webrtc.peer import BrowserPeer, check_offer
 from bridge.errors import ConfigError
 from bridge.journal.ids import new_call_id
 from bridge.runtime.admission import admit
@@ -36,7 +36,7 @@ MAX_SDP_CHARS = 64 * 1024
 
 class OfferIn(BaseModel):
     sdp: Annotated[str, Field(max_length=MAX_SDP_CHARS, description="The browser's SDP offer")]
-    type: Annotated[str, Field(pattern="^offer$")] = "offer"
+    type: str = Field("offer", description='Always "offer"')
     agent: str | None = Field(None, description="Agent name; the default agent if omitted")
     context: dict[str, str] = Field(
         default_factory=dict, description="Variables for the agent's prompt (as on a phone call)"
@@ -85,6 +85,10 @@ async def webrtc_offer(offer: OfferIn, request: Request) -> AnswerOut:
         agent = services.agents.get(offer.agent)
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
+    try:
+        check_offer(offer.sdp, offer.type)
+    except ValueError as exc:
+        raise HTTPException(422, f"unusable SDP offer: {exc}") from None
     call_id = new_call_id()
     if len(services.live_calls) >= services.settings.max_calls:
         with admit(services, call_id, WebRTCCodec.carrier):  # journals the refusal

@@ -156,7 +156,7 @@ class WebRTCCaller:
     def send(self, message: dict[str, Any] | str) -> None:
         self.channel.send(message if isinstance(message, str) else json.dumps(message))
 
-    async def wait_channel_open(self, timeout: float = 10) -> None:
+    async def wait_channel_open(self, timeout: float = 10) -> None:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
         while self.channel.readyState != "open":
             if time.monotonic() > deadline:
@@ -171,14 +171,22 @@ class WebRTCCaller:
     def voiced_bytes(self, since: int = 0) -> int:
         return sum(FRAME_BYTES for offset, _ in self.voiced_at if offset >= since)
 
-    async def wait_for_voice(self, *, since: int = 0, min_ms: int = 500, timeout: float = 20) -> None:
+    async def wait_for_voice(
+        self,
+        *,
+        since: int = 0,
+        min_ms: int = 500,
+        timeout: float = 20,  # noqa: ASYNC109
+    ) -> None:
         deadline = time.monotonic() + timeout
         while self.voiced_bytes(since) < min_ms * 32:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no agent voice ({self.voiced_bytes(since)} B) in {timeout} s")
+                raise AssertionError(
+                    f"no agent voice ({self.voiced_bytes(since)} B) in {timeout} s"
+                )
             await asyncio.sleep(0.02)
 
-    async def wait_until_quiet(self, quiet_s: float = 0.8, timeout: float = 30) -> None:
+    async def wait_until_quiet(self, quiet_s: float = 0.8, timeout: float = 30) -> None:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
         while True:
             last = self.voiced_at[-1][1] if self.voiced_at else 0.0

@@ -38,6 +38,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 from av import AudioFrame, AudioResampler
 
 from bridge.audio import g711
@@ -45,7 +46,7 @@ from bridge.audio.transcode import bytes_per_ms, parse_format, silence_byte
 from bridge.carriers.base import Frame
 from bridge.carriers.webrtc.codec import control
 
-__all__ = ["AgentTrack", "BrowserPeer", "IceServer"]
+__all__ = ["AgentTrack", "BrowserPeer", "IceServer", "check_offer"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,25 @@ class AgentTrack(MediaStreamTrack):
         return frame
 
 
+def check_offer(sdp: str, kind: str = "offer") -> None:
+    """Raise ``ValueError`` unless ``sdp`` is an offer with an audio stream we can receive."""
+    if kind != "offer":
+        raise ValueError(f"expected an SDP offer, not {kind!r}")
+    try:
+        description = SessionDescription.parse(sdp)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ValueError(f"not valid SDP: {exc}") from None
+    audio = [m for m in description.media if m.kind == "audio"]
+    if not audio:
+        raise ValueError("the offer has no audio stream")
+    if not any(
+        c.mimeType.lower() in ("audio/opus", "audio/pcmu", "audio/pcma")
+        for m in audio
+        for c in m.rtp.codecs
+    ):
+        raise ValueError("the offer's audio has none of Opus, PCMU or PCMA")
+
+
 IceServer = Mapping[str, Any]
 """One ICE server as the browser's ``RTCIceServer``: ``{"urls", "username", "credential"}``."""
 
@@ -196,10 +216,7 @@ class BrowserPeer:
 
         Raises ``ValueError`` for an offer that is not valid SDP or has no audio.
         """
-        if kind != "offer":
-            raise ValueError(f"expected an SDP offer, not {kind!r}")
-        if "m=audio" not in sdp:
-            raise ValueError("the offer has no audio")
+        check_offer(sdp, kind)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         self.pc.addTrack(self.track)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
