@@ -109,6 +109,17 @@ def _unavailable(exc: JournalError) -> HTTPException:
     return HTTPException(status_code=503 if exc.retryable else 500, detail=exc.message)
 
 
+async def _load(journal: JournalStore, call_id: str) -> CallDetail:
+    """One call's journal, or the API's 404 / 503."""
+    try:
+        detail = await journal.get_call(call_id)
+    except JournalError as exc:
+        raise _unavailable(exc) from exc
+    if detail is None:
+        raise HTTPException(status_code=404, detail="call not found")
+    return detail
+
+
 @router.get("", response_model=CallListOut, summary="List journaled calls")
 async def list_calls(
     *,
@@ -158,12 +169,7 @@ async def list_calls(
     summary="One call with its transcript, events and tool calls",
 )
 async def get_call(call_id: str, journal: Journal) -> CallDetailOut:
-    try:
-        detail = await journal.get_call(call_id)
-    except JournalError as exc:
-        raise _unavailable(exc) from exc
-    if detail is None:
-        raise HTTPException(status_code=404, detail="call not found")
+    detail = await _load(journal, call_id)
     return CallDetailOut(
         **CallOut.model_validate(detail.call).model_dump(),
         transcript=[TurnOut.model_validate(turn) for turn in detail.transcript],
@@ -204,13 +210,7 @@ async def live_call(
     if feed is not None and feed.known(call_id):
         stream = _follow(feed, call_id, request)
     else:
-        try:
-            detail = await journal.get_call(call_id)
-        except JournalError as exc:
-            raise _unavailable(exc) from exc
-        if detail is None:
-            raise HTTPException(status_code=404, detail="call not found")
-        stream = _replay(detail)
+        stream = _replay(await _load(journal, call_id))
     return StreamingResponse(
         stream,
         media_type="text/event-stream",

@@ -31,6 +31,7 @@ from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
 __all__ = [
+    "DTMF_KEYS",
     "MAX_FRAME_CHARS",
     "CarrierCodec",
     "CarrierReply",
@@ -49,6 +50,9 @@ __all__ = [
     "json_frame",
     "silence_byte",
 ]  # fmt: skip
+
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+"""The keys a caller can press (a phone's twelve and the A–D column)."""
 
 MAX_FRAME_CHARS = 256 * 1024
 """Largest control/media frame a JSON carrier may send (far above any real one)."""

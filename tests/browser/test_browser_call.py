@@ -89,7 +89,12 @@ async def test_browser_calls_the_demo_agent(
         reply_text = await agent_reply.text_content()
 
     assert call["carrier"] == "webrtc" and call["agent"] == "demo"
-    assert call["status"] == "completed", (call["status"], call["ended_at"], call["end_reason"], call["events"])
+    assert call["status"] == "completed", (
+        call["status"],
+        call["ended_at"],
+        call["end_reason"],
+        call["events"],
+    )
     users = [t["text"] for t in call["transcript"] if t["role"] == "user"]
     assert users and users[0].startswith("i would like to book an appointment"), users
     assert user_text == users[0]

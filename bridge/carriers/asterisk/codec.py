@@ -51,6 +51,7 @@ from typing import Literal
 import orjson
 
 from bridge.carriers.base import (
+    DTMF_KEYS,
     MAX_FRAME_CHARS,
     CarrierCodec,
     FlowPaused,
@@ -81,7 +82,6 @@ MAX_MESSAGE_BYTES = 65_500
 """Largest websocket message Asterisk takes; a bigger one closes the socket and the call."""
 MAX_COMMAND_BYTES = 128
 """Asterisk ignores (with a warning) any TEXT message longer than this."""
-DTMF_KEYS = frozenset("0123456789*#ABCD")
 EVENTS = frozenset(
     {
         "MEDIA_START", "MEDIA_MARK_PROCESSED", "DTMF_END", "MEDIA_XOFF", "MEDIA_XON", "STATUS",

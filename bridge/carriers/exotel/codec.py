@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from bridge.carriers.base import (
+    DTMF_KEYS,
     CarrierCodec,
     SampleAligner,
     audio_format,
@@ -60,7 +61,6 @@ CHUNK_MULTIPLE = 320
 MAX_CHUNK_BYTES = 100_000
 """100 KB, read as the smaller (decimal) figure."""
 MIN_CHUNK_MS = 100
-DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 _PCM16 = {"audio/x-raw", "raw", "slin", "audio/l16", "l16", "audio/x-l16", "pcm", "linear16"}
 _ULAW = {"audio/x-mulaw", "mulaw", "ulaw", "pcmu", "audio/pcmu"}

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bridge.carriers.base import CarrierCodec, field_object, field_text, json_frame
+from bridge.carriers.base import DTMF_KEYS, CarrierCodec, field_object, field_text, json_frame
 from bridge.errors import CarrierProtocolError
 from bridge.session import events as ev
 
@@ -45,7 +45,6 @@ SUBPROTOCOLS = ("audio.jambonz.org", "audio.drachtio.org")
 RATES = (8000, 16000, 24000)
 MAX_MARKS = 30
 """``MAX_MARKS`` in jambonz's ``mod_audio_fork``: marks past this many pending are dropped."""
-DTMF_KEYS = frozenset("0123456789*#ABCD")
 _MARK_PLACEHOLDER = b"\xff\xff"  # the sample -1, little-endian: jambonz's in-band mark
 _NOT_PARAMETERS = frozenset({"sampleRate", "mixType"})
 

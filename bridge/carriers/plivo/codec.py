@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from bridge.carriers.base import (
+    DTMF_KEYS,
     CarrierCodec,
     SampleAligner,
     audio_format,
@@ -49,7 +50,6 @@ CONTENT_TYPES = {"audio/x-mulaw": "pcmu", "audio/x-l16": "pcm16"}
 """Plivo's ``contentType`` → the bridge's encoding name."""
 RATES = {"pcmu": (8000,), "pcm16": (8000, 16000)}
 """Sample rates Plivo streams in each encoding."""
-DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
 class PlivoCodec(CarrierCodec):

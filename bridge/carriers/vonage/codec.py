@@ -29,12 +29,11 @@ from typing import Any
 
 import orjson
 
-from bridge.carriers.base import CarrierCodec, field_object, json_frame
+from bridge.carriers.base import DTMF_KEYS, CarrierCodec, field_object, json_frame
 from bridge.errors import CarrierProtocolError
 from bridge.session import events as ev
 
 RATES = {"8000": 8000, "16000": 16000, "24000": 24000}
-DTMF_KEYS = frozenset("0123456789*#ABCD")
 IGNORED = frozenset({"websocket:cleared", "websocket:media:update"})
 """Events that carry nothing for the session (``websocket:cleared``: our clear took effect)."""
 _NOT_PARAMETERS = frozenset({"event", "content-type"})

@@ -26,6 +26,7 @@ import orjson
 
 from bridge.audio.transcode import parse_format
 from bridge.carriers.base import (
+    DTMF_KEYS,
     CarrierCodec,
     audio_format,
     describe,
@@ -33,12 +34,10 @@ from bridge.carriers.base import (
     field_text,
     json_frame,
 )
-from bridge.errors import CarrierProtocolError
+from bridge.errors import CarrierProtocolError, CarrierStartRefused
 from bridge.session import events as ev
 
 __all__ = ["DTMF_KEYS", "WebRTCCodec", "control"]
-
-DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
 def control(event: str, **fields: Any) -> str:
@@ -85,8 +84,8 @@ class WebRTCCodec(CarrierCodec):
         call_id = field_text(message, "call_id")
         try:
             encoding, rate = parse_format(field_text(message, "format"))
-        except ValueError as exc:
-            raise CarrierProtocolError(str(exc)) from None
+        except ValueError as exc:  # the call cannot go on: end it now, saying why
+            raise CarrierStartRefused(str(exc)) from None
         fmt = audio_format(encoding, rate)
         parameters = field_object(message, "parameters")
         self.started = True
