@@ -70,23 +70,23 @@ class Subscription:
     def __init__(self, feed: JournalFeed, call_id: str | None, queue_size: int) -> None:
         self._feed = feed
         self.call_id = call_id
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self.limit = queue_size
+        """Most messages waiting to be read; one more and the subscriber is cut off."""
         self.overflowed = False
 
     def _offer(self, message: Message) -> None:
         if self.overflowed:
             return
-        try:
-            self._queue.put_nowait(message)
-        except asyncio.QueueFull:
+        if self._queue.qsize() >= self.limit:  # what was read so far stays a whole prefix
             self.overflowed = True
-            self._queue.get_nowait()  # room for the last word
             self._queue.put_nowait({"type": "overflow", "call_id": message.get("call_id")})
+            return
+        self._queue.put_nowait(message)
 
     def close(self) -> None:
         self._feed._drop(self)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
+        self._queue.put_nowait(None)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()
@@ -97,7 +97,7 @@ class Subscription:
             if message is None:
                 return
             yield message
-            if message["type"] == "overflow":
+            if message["type"] == "overflow" or (self.call_id is not None and message.get(FINAL)):
                 return
 
 
@@ -164,7 +164,9 @@ class JournalFeed:
         if call_id is None:
             self._everything.add(subscription)
         else:
-            for message in self._backlogs.get(call_id, ()):
+            backlog = self._backlogs.get(call_id, ())
+            subscription.limit += len(backlog)  # a late subscriber gets the whole call so far
+            for message in backlog:
                 subscription._offer(message)
             self._by_call.setdefault(call_id, set()).add(subscription)
         try:

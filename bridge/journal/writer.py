@@ -115,8 +115,8 @@ class JournalWriter:
             raise TypeError(f"call_started does not know {sorted(unknown)}")
         values: dict[str, Any] = {"carrier": carrier, "started_at": started_at, **fields}
         values["context"] = dict(fields.get("context") or {})  # the caller may reuse its dict
-        self._submit(_Started(call_id, values))
-        self.feed.call_started(call_id, {"carrier": carrier, "agent": fields.get("agent")})
+        if self._submit(_Started(call_id, values)):
+            self.feed.call_started(call_id, {"carrier": carrier, "agent": fields.get("agent")})
 
     def call_updated(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
         """Submit :meth:`JournalStore.update_call`. Unknown field names raise ``TypeError`` now."""
@@ -125,32 +125,34 @@ class JournalWriter:
             raise TypeError(f"call_updated cannot change {sorted(unknown)}")
         if "context" in fields:
             fields["context"] = dict(fields["context"] or {})  # the caller may reuse its dict
-        self._submit(_Updated(call_id, fields))
-        self.feed.call_updated(call_id, dict(fields))
+        if self._submit(_Updated(call_id, fields)):
+            self.feed.call_updated(call_id, dict(fields))
 
     def record(self, call_id: str, action: JournalAction) -> None:
         """Submit one transcript turn, event or tool call of the call."""
-        self._submit(_Recorded(call_id, [action]))
-        self.feed.record(call_id, action)
+        if self._submit(_Recorded(call_id, [action])):
+            self.feed.record(call_id, action)
 
     def call_finished(
         self, call_id: str, *, status: str, end_reason: str | None, ended_at: datetime
     ) -> None:
         """Submit :meth:`JournalStore.finish_call`."""
         _require_aware(ended_at, "ended_at")
-        self._submit(_Finished(call_id, status, end_reason, ended_at))
-        self.feed.call_finished(call_id, status, end_reason)
+        if self._submit(_Finished(call_id, status, end_reason, ended_at)):
+            self.feed.call_finished(call_id, status, end_reason)
 
-    def _submit(self, op: _Op) -> None:
+    def _submit(self, op: _Op) -> bool:
+        """Queue ``op``; False if it was dropped (then live subscribers are not told either)."""
         if self._closed:
             self._drop(op, "the writer is closed")
-            return
+            return False
         try:
             self._queue.put_nowait(op)
         except asyncio.QueueFull:
             self._drop(op, "the queue is full")
-            return
+            return False
         self._submitted += 1
+        return True
 
     def _drop(self, op: _Op, why: str) -> None:
         self.dropped += 1

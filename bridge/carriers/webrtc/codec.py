@@ -59,7 +59,7 @@ class WebRTCCodec(CarrierCodec):
         if isinstance(data, bytes):
             if not self.started:
                 raise CarrierProtocolError("audio before start")
-            return ev.CallerAudio(data)
+            return ev.CallerAudio(data) if data else None
         message = json_frame(data)
         event = message.get("event")
         if event == "start":

@@ -156,8 +156,8 @@ def check_offer(sdp: str, kind: str = "offer") -> None:
         raise ValueError(f"expected an SDP offer, not {kind!r}")
     try:
         description = SessionDescription.parse(sdp)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise ValueError(f"not valid SDP: {exc}") from None
+    except Exception as exc:  # aiortc's parser raises whatever the text trips it into
+        raise ValueError(f"not valid SDP ({type(exc).__name__}: {exc})"[:200]) from None
     audio = [m for m in description.media if m.kind == "audio"]
     if not audio:
         raise ValueError("the offer has no audio stream")
