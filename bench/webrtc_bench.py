@@ -1,6 +1,6 @@
 """What one browser call costs the bridge per 20 ms, stage by stage, and how fast it starts.
 
-Run: ``python bench/webrtc_bench.py`` (``--quick`` for a fast, noisier run).
+Run: ``python -m bench.webrtc_bench`` (``--quick`` for a fast, noisier run).
 
 Per-frame CPU (best of several rounds, µs per 20 ms frame) of each stage a browser call's audio
 goes through in the bridge: aiortc's Opus decoder (48 kHz stereo out), our one resampling of
@@ -30,18 +30,16 @@ from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 from av import AudioFrame, AudioResampler
 
+from bench.audio_bench import speechlike
 from bridge.audio.g711 import pcm16_to_ulaw
 from bridge.carriers.webrtc.peer import AgentTrack, BrowserPeer
 
 FORMATS = ("pcmu", "pcm16/16000", "pcm16/24000")
 
 
-def speechlike(rate: int, seconds: float, channels: int = 1) -> np.ndarray:
-    n = round(rate * seconds)
-    spectrum = np.fft.rfft(np.random.default_rng(1).standard_normal(n))
-    spectrum[np.fft.rfftfreq(n, 1 / rate) > 3400] = 0
-    x = np.fft.irfft(spectrum, n)
-    mono = np.rint(x / np.abs(x).max() * 8000).astype("<i2")
+def speechlike_samples(rate: int, seconds: float, channels: int = 1) -> np.ndarray:
+    """:func:`bench.audio_bench.speechlike` as samples, interleaved over ``channels``."""
+    mono = np.frombuffer(speechlike(rate, seconds), dtype="<i2")
     return np.repeat(mono, channels) if channels > 1 else mono
 
 
@@ -58,7 +56,7 @@ def best_us(fn: object, number: int, repeat: int) -> float:
 
 def per_frame(number: int, repeat: int) -> dict[str, float]:
     results: dict[str, float] = {}
-    stereo48 = speechlike(48000, 1.0, channels=2)
+    stereo48 = speechlike_samples(48000, 1.0, channels=2)
     frames48 = [
         frame(stereo48[i * 1920 : (i + 1) * 1920], 48000, "stereo", i * 960) for i in range(50)
     ]
@@ -96,7 +94,7 @@ def per_frame(number: int, repeat: int) -> dict[str, float]:
 def agent_side(fmt: str, number: int, repeat: int) -> dict[str, float]:
     """The agent track's frame and aiortc's Opus encoding of it (call in a running loop)."""
     rate = 8000 if fmt == "pcmu" else int(fmt.partition("/")[2])
-    payload = bytes(160) if fmt == "pcmu" else speechlike(rate, 0.02).tobytes()
+    payload = bytes(160) if fmt == "pcmu" else speechlike(rate, 0.02)
     now = [0.0]
     track = AgentTrack(fmt, lambda name: None, clock=lambda: now[0])
     frames: list[AudioFrame] = []

@@ -10,6 +10,7 @@ carries the call id, so the console can follow the call's live journal at once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Annotated, Any
 
@@ -90,9 +91,9 @@ async def webrtc_offer(offer: OfferIn, request: Request) -> AnswerOut:
     except ValueError as exc:
         raise HTTPException(422, f"unusable SDP offer: {exc}") from None
     call_id = new_call_id()
-    if len(services.live_calls) >= services.settings.max_calls:
-        with admit(services, call_id, WebRTCCodec.carrier):  # journals the refusal
-            pass
+    slot = contextlib.ExitStack()  # the call's admission, held until its task ends
+    if not slot.enter_context(admit(services, call_id, WebRTCCodec.carrier)):
+        slot.close()  # refused (and journaled so)
         raise HTTPException(503, "callbridge is at capacity")
     audio_format = preferred_format(agent)
     parameters = {**offer.context, "agent": agent.name}
@@ -104,24 +105,25 @@ async def webrtc_offer(offer: OfferIn, request: Request) -> AnswerOut:
     )
     try:
         answer = await peer.answer(offer.sdp, offer.type)
-    except ValueError as exc:  # aiortc's SDP parser and our own checks
+    except ValueError as exc:  # what check_offer could not see (aiortc's own negotiation)
+        slot.close()
         await peer.close()
         raise HTTPException(422, f"unusable SDP offer: {exc}") from None
     calls: dict[asyncio.Task[Any], BrowserPeer] = request.app.state.browser_calls
-    task = asyncio.create_task(_run(services, peer, call_id), name=f"webrtc-{call_id}")
+    task = asyncio.create_task(_run(services, peer, call_id, slot), name=f"webrtc-{call_id}")
     calls[task] = peer
     task.add_done_callback(lambda done: calls.pop(done, None))
     return AnswerOut(sdp=answer.sdp, type=answer.type, call_id=call_id, audio_format=audio_format)
 
 
-async def _run(services: Services, peer: BrowserPeer, call_id: str) -> None:
-    try:
-        with admit(services, call_id, WebRTCCodec.carrier) as admitted:
-            if not admitted:
-                return
+async def _run(
+    services: Services, peer: BrowserPeer, call_id: str, slot: contextlib.ExitStack
+) -> None:
+    with slot:
+        try:
             await CallRuntime(services, peer, WebRTCCodec(), call_id=call_id).run()
-    finally:
-        await peer.close()
+        finally:
+            await peer.close()
 
 
 SHUTDOWN_GRACE_S = 5.0

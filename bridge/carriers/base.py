@@ -42,6 +42,7 @@ __all__ = [
     "SampleAligner",
     "audio_format",
     "bytes_per_ms",
+    "caller_audio",
     "check_sequence_number",
     "describe",
     "field_object",
@@ -196,6 +197,17 @@ def inbound_payload(media: Mapping[str, Any]) -> bytes | None:
         return binascii.a2b_base64(field_text(media, "payload"), strict_mode=True)
     except (binascii.Error, ValueError):
         raise CarrierProtocolError("media payload is not valid base64") from None
+
+
+def caller_audio(media: Mapping[str, Any], aligner: SampleAligner | None) -> ev.CallerAudio | None:
+    """The caller's audio of a JSON ``media`` object (see :func:`inbound_payload`), cut to
+    whole 16-bit samples by ``aligner`` (``None`` for 8-bit G.711); ``None`` if nothing is left."""
+    payload = inbound_payload(media)
+    if payload is None:
+        return None
+    if aligner is not None:
+        payload = aligner.align(payload)
+    return ev.CallerAudio(payload) if payload else None
 
 
 class SampleAligner:

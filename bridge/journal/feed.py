@@ -154,6 +154,7 @@ class JournalFeed:
         return call_id in self._backlogs
 
     def finished(self, call_id: str) -> bool:
+        """The call has ended (and its backlog is still kept)."""
         return call_id in self._finished
 
     @contextlib.contextmanager

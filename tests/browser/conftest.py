@@ -24,9 +24,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
-from starlette.staticfiles import StaticFiles
 
-import bridge.api
 from bridge.api.app import create_app
 from bridge.config import Settings
 from bridge.journal.store import JournalStore
@@ -34,7 +32,6 @@ from bridge.journal.writer import JournalWriter
 from tests.servers import serve
 
 REPO = Path(__file__).resolve().parents[2]
-STATIC_DIR = Path(bridge.api.__file__).resolve().parent / "static"
 
 CHROMIUM_ARGS = (
     "--no-sandbox",  # CI runs as root, where chromium's sandbox cannot start
@@ -201,12 +198,6 @@ class Console:
         return writer
 
 
-def mount_console(app: FastAPI) -> None:
-    """Serve the static console under ``/console`` unless the app already does."""
-    if not any(getattr(route, "path", None) == "/console" for route in app.routes):
-        app.mount("/console", StaticFiles(directory=STATIC_DIR, html=True), name="console")
-
-
 @pytest.fixture
 async def console(tmp_path: Path) -> AsyncIterator[Console]:
     """The real app (agents from the repository, a fresh SQLite journal) on 127.0.0.1."""
@@ -217,8 +208,7 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
         # An agent that needs no local recogniser: the app starts without warming one up.
         default_agent="default",
     )
-    app = create_app(settings, env={})
-    mount_console(app)
+    app = create_app(settings, env={})  # the console is mounted at /console
     async with serve(app) as hostport:
         base = f"http://{hostport}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:

@@ -42,10 +42,10 @@ from bridge.carriers.base import (
     SampleAligner,
     audio_format,
     bytes_per_ms,
+    caller_audio,
     check_sequence_number,
     field_object,
     field_text,
-    inbound_payload,
     json_frame,
 )
 from bridge.errors import CarrierProtocolError
@@ -206,12 +206,8 @@ class ExotelCodec(CarrierCodec):
 
     def _media(self, message: dict[str, Any]) -> ev.CallerAudio | None:
         self._check(message, "media")
-        payload = inbound_payload(field_object(message, "media"))
-        if payload is None:
-            return None
-        if self.encoding != "pcmu":
-            payload = self._aligner.align(payload)
-        return ev.CallerAudio(payload) if payload else None
+        aligner = None if self.encoding == "pcmu" else self._aligner
+        return caller_audio(field_object(message, "media"), aligner)
 
     def _check(self, message: Mapping[str, Any], what: str) -> None:
         if not self.started:

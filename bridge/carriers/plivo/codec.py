@@ -35,10 +35,10 @@ from bridge.carriers.base import (
     CarrierCodec,
     SampleAligner,
     audio_format,
+    caller_audio,
     check_sequence_number,
     field_object,
     field_text,
-    inbound_payload,
     json_frame,
 )
 from bridge.errors import CarrierProtocolError
@@ -141,12 +141,8 @@ class PlivoCodec(CarrierCodec):
 
     def _media(self, message: dict[str, Any]) -> ev.CallerAudio | None:
         self._check(message, "media")
-        payload = inbound_payload(field_object(message, "media"))
-        if payload is None:
-            return None
-        if self.encoding != "pcmu":
-            payload = self._aligner.align(payload)
-        return ev.CallerAudio(payload) if payload else None
+        aligner = None if self.encoding == "pcmu" else self._aligner
+        return caller_audio(field_object(message, "media"), aligner)
 
     def _check(self, message: Mapping[str, Any], what: str) -> None:
         """``what`` is allowed now and is about our stream."""

@@ -116,8 +116,7 @@ class AgentTrack(MediaStreamTrack):
     @property
     def queued_ms(self) -> int:
         """Agent audio queued and not yet sent."""
-        frames = sum(1 for item in self._queue if not isinstance(item, str))
-        return frames * 20
+        return 20 * sum(1 for item in self._queue if not isinstance(item, str))
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
