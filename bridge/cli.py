@@ -1,4 +1,5 @@
-"""The ``callbridge`` command: ``serve`` runs the server, ``simulate`` places a test call."""
+"""The ``callbridge`` command: ``serve`` runs the server, ``simulate`` places a test call,
+``keys`` manages API keys."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bridge import __version__
+from bridge.agents.loader import ORGANIZATION_ID
 from bridge.api.asgi import configure_logging
+from bridge.api.keys import issue_key
 from bridge.config import Settings
 from bridge.errors import ConfigError
+from bridge.journal.control import ControlStore
+from bridge.journal.models import DEFAULT_ORG, SCOPES
+from bridge.journal.store import JournalError, JournalStore, NotFound
+from bridge.secrets import SecretBox
 from bridge.simulate import cli as simulate_cli
 
 
@@ -28,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, help="worker processes, one per core (default 1)")
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
     simulate_cli.add_parser(sub)
+    add_keys_parser(sub)
     bench = sub.add_parser(
         "bench",
         help="run the benchmark (from a source checkout: bench/)",
@@ -43,7 +51,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "serve":
         return serve_command(args)
+    if args.command == "keys":
+        return keys_command(args)
     return asyncio.run(simulate_cli.run_simulate(args))  # "simulate": argparse allows no other
+
+
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser(
+        "keys",
+        help="API keys: create, list, revoke (works on the configured database directly)",
+    )
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    create = actions.add_parser("create", help="create a key and print it (shown only once)")
+    create.add_argument("--org", default=DEFAULT_ORG, help="organization id (created if new)")
+    create.add_argument("--scope", choices=SCOPES, default="admin")
+    create.add_argument("--name", default="cli", help="what the key is for")
+    listing = actions.add_parser("list", help="list an organization's keys (never the keys)")
+    listing.add_argument("--org", default=DEFAULT_ORG)
+    revoke = actions.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--org", default=DEFAULT_ORG)
+    actions.add_parser("secret", help="print a new secret key for CALLBRIDGE_SECRET_KEY")
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    if args.keys_command == "secret":
+        print(SecretBox.generate_key())
+        return 0
+    if args.keys_command != "list" and not ORGANIZATION_ID.fullmatch(args.org):
+        print(f"callbridge keys: --org must match {ORGANIZATION_ID.pattern}", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env(os.environ)
+        return asyncio.run(_keys(args, settings))
+    except (ConfigError, JournalError) as exc:
+        print(f"callbridge keys: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    store = await JournalStore.open(settings.database_url)
+    control = ControlStore(store)
+    try:
+        if args.keys_command == "create":
+            row, key = await issue_key(control, args.org, name=args.name, scope=args.scope)
+            print(key)
+            print(f"id {row.id}, organization {row.org_id}, scope {row.scope}", file=sys.stderr)
+        elif args.keys_command == "list":
+            for row in await control.list_keys(args.org):
+                state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+                used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+                print(
+                    f"{row.id}  {row.scope:<5}  …{row.last4}  {state:<18} used {used}  {row.name}"
+                )
+        else:
+            try:
+                row = await control.revoke_key(args.org, args.key_id)
+            except NotFound:
+                print(f"callbridge keys: no key {args.key_id} in {args.org}", file=sys.stderr)
+                return 1
+            print(f"revoked {row.id}")
+        return 0
+    finally:
+        await store.close()
 
 
 def bench_command(argv: list[str]) -> int:

@@ -54,6 +54,22 @@ class Settings:
     ice_servers: tuple[dict[str, Any], ...] = ()
     """STUN/TURN servers for browser calls, as the browser's ``RTCIceServer`` dicts
     (``CALLBRIDGE_ICE_SERVERS``, a JSON list). Empty: host candidates only (same machine/LAN)."""
+    public_url: str | None = None
+    """The bridge's public base URL as carriers reach it (``https://bridge.example.com``): the
+    URL Twilio signs its webhooks against, and the base of the stream URL in TwiML. Behind a
+    proxy that rewrites host or scheme, this is the outside one. Unset: taken from each request
+    (``X-Forwarded-Proto``/``-Host`` when present)."""
+    secret_keys: tuple[str, ...] = ()
+    """Fernet keys (``CALLBRIDGE_SECRET_KEY``, comma-separated, newest first): encrypt stored
+    provider credentials and sign expiring URLs. Unset: read from (or created in)
+    ``secret_key_file``."""
+    secret_key_file: Path = Path("var/secret.key")
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    """The default organization's Twilio account when it stored no credential of its own."""
+    twilio_api_url: str = "https://api.twilio.com"
+    rate_limit_per_minute: int = 600
+    """Requests per minute one API key may make (per worker); beyond it: 429."""
     start_timeout_s: float = 10.0
     """A media stream must send ``start`` within this time."""
     max_calls: int = 200
@@ -101,10 +117,27 @@ class Settings:
             audiosocket_rate=int(number("CALLBRIDGE_AUDIOSOCKET_RATE", d.audiosocket_rate)),
             audiosocket_agent=env.get("CALLBRIDGE_AUDIOSOCKET_AGENT") or None,
             ice_servers=ice_servers(env.get("CALLBRIDGE_ICE_SERVERS")),
+            public_url=(env.get("CALLBRIDGE_PUBLIC_URL") or "").rstrip("/") or None,
+            secret_keys=tuple(
+                k.strip() for k in env.get("CALLBRIDGE_SECRET_KEY", "").split(",") if k.strip()
+            ),
+            secret_key_file=Path(env.get("CALLBRIDGE_SECRET_KEY_FILE", str(d.secret_key_file))),
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            twilio_api_url=env.get("CALLBRIDGE_TWILIO_API_URL") or d.twilio_api_url,
+            rate_limit_per_minute=int(
+                number("CALLBRIDGE_RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute)
+            ),
             start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", d.start_timeout_s),
             max_calls=int(number("CALLBRIDGE_MAX_CALLS", d.max_calls)),
             log_level=env.get("CALLBRIDGE_LOG_LEVEL", d.log_level),
         )
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"CALLBRIDGE_PUBLIC_URL must be an http(s) URL, not {self.public_url!r}"
+            )
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -43,6 +43,9 @@ AUDIO_FORMATS = ("pcmu", "pcma", "pcm16/8000", "pcm16/16000", "pcm16/24000")
 """Engine audio formats an agent may ask for (the engine must speak it too)."""
 """Built-in tools an agent may not redefine."""
 
+DEFAULT_ORGANIZATION = "default"
+"""The organization of agents (and API keys) that name none."""
+ORGANIZATION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _PROMPT_NAME = _AGENT_NAME  # a file name in prompts/, so no separators and no leading dot
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what function-calling APIs accept
@@ -116,6 +119,7 @@ class _Fields:
 _AGENT_KEYS = frozenset(
     {
         "name",
+        "organization",
         "engine",
         "model",
         "voice",
@@ -177,6 +181,11 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
     name = fields.string("name") or path.stem
     if not _AGENT_NAME.fullmatch(name):
         raise fields.error("name", f"must be letters, digits, '_' or '-', got {name!r}")
+    organization = fields.string("organization") or DEFAULT_ORGANIZATION
+    if not ORGANIZATION_ID.fullmatch(organization):
+        raise fields.error(
+            "organization", f"must be lowercase letters, digits and '-', got {organization!r}"
+        )
     prompt_template = _read_prompt(fields, prompts_dir)
     initial_message = fields.string("initial_message")
     if initial_message is not None:
@@ -212,6 +221,7 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         raise fields.error("audio_format", f"must be one of {', '.join(AUDIO_FORMATS)}")
     return Agent(
         name=name,
+        organization=organization,
         engine=engine,
         model=fields.string("model") or base.model,
         voice=fields.string("voice") or base.voice,
@@ -257,8 +267,14 @@ def load_agents(agents_dir: Path, prompts_dir: Path, env: Mapping[str, str]) -> 
         agents[agent.name] = agent
         origin[agent.name] = path
     for agent in agents.values():
-        if agent.fallback is not None and agent.fallback not in agents:
-            raise ConfigError(f"{origin[agent.name]}: fallback: no agent named '{agent.fallback}'")
+        fallback = agents.get(agent.fallback) if agent.fallback is not None else None
+        if agent.fallback is not None and (
+            fallback is None or fallback.organization != agent.organization
+        ):
+            raise ConfigError(
+                f"{origin[agent.name]}: fallback: no agent named '{agent.fallback}' in "
+                f"organization '{agent.organization}'"
+            )
     return agents
 
 
@@ -287,18 +303,26 @@ class AgentRegistry:
     def default_name(self) -> str:
         return self._default_name
 
-    def get(self, name: str | None) -> Agent:
-        """The agent called ``name``; ``None`` means the default agent."""
-        if name is None:
-            return self._agents[self._default_name]
-        try:
-            return self._agents[name]
-        except KeyError:
-            raise ConfigError(f"unknown agent '{name}'") from None
+    def get(self, name: str | None, organization: str | None = None) -> Agent:
+        """The agent called ``name``; ``None`` means the default agent.
 
-    def names(self) -> list[str]:
-        """Every agent name, sorted."""
-        return sorted(self._agents)
+        With ``organization``, an agent of another organization is unknown (tenants never see
+        each other's agents), and so is the default agent when it is not the organization's.
+        """
+        agent = self._agents.get(self._default_name if name is None else name)
+        if agent is None or (organization is not None and agent.organization != organization):
+            if name is None:
+                raise ConfigError(f"organization '{organization}' has no default agent")
+            raise ConfigError(f"unknown agent '{name}'")
+        return agent
+
+    def names(self, organization: str | None = None) -> list[str]:
+        """Every agent name (of ``organization``, when given), sorted."""
+        return sorted(
+            name
+            for name, agent in self._agents.items()
+            if organization is None or agent.organization == organization
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self._agents

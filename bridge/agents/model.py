@@ -23,6 +23,8 @@ class Agent:
     """One agent, as read from ``agents/<name>.toml`` with its prompt template."""
 
     name: str
+    organization: str = "default"
+    """The organization that owns this agent: only its API keys see it and can call with it."""
     engine: str = "openai_realtime"
     model: str = "gpt-realtime"
     voice: str = "marin"

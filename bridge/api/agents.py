@@ -1,10 +1,11 @@
-"""``GET /v1/agents``: the agents this server can put on a call (names, engines; no secrets)."""
+"""``GET /v1/agents``: the organization's agents (names, engines; no secrets)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from bridge.api.auth import Reader
 from bridge.runtime.services import Services
 
 __all__ = ["router"]
@@ -25,10 +26,10 @@ class AgentListOut(BaseModel):
 
 
 @router.get("", response_model=AgentListOut, summary="List agents")
-async def list_agents(request: Request) -> AgentListOut:
+async def list_agents(request: Request, principal: Reader) -> AgentListOut:
     services: Services = request.app.state.services
     registry = services.agents
-    agents = [registry.get(name) for name in registry.names()]
+    agents = [registry.get(name) for name in registry.names(principal.org)]
     return AgentListOut(
         agents=[
             AgentOut(

@@ -19,16 +19,20 @@ from bridge import __version__
 from bridge.agents.loader import AgentRegistry
 from bridge.agents.model import Agent
 from bridge.api import agents as agents_api
-from bridge.api import calls, demo, media, webrtc
+from bridge.api import calls, credentials, demo, keys, media, numbers, twilio_hooks, webrtc
 from bridge.api.audiosocket import start_audiosocket_listener
+from bridge.api.auth import Authenticator
 from bridge.api.console import mount_console
 from bridge.api.webrtc import end_browser_calls
 from bridge.config import Settings
 from bridge.engines.pipeline.local_stt import warm_up as warm_up_recogniser
-from bridge.journal.store import JournalStore
+from bridge.journal.control import ControlStore
+from bridge.journal.models import DEFAULT_ORG
+from bridge.journal.store import Conflict, JournalStore
 from bridge.journal.writer import JournalWriter
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
 from bridge.runtime.services import Services
+from bridge.secrets import SecretBox, hash_api_key, new_api_key
 from bridge.tools.webhook import ToolDispatcher
 
 log = logging.getLogger(__name__)
@@ -54,11 +58,18 @@ def create_app(
         agents = AgentRegistry.from_dir(
             settings.agents_dir, settings.prompts_dir, environ, settings.default_agent
         )
+        secrets = SecretBox(load_secret_keys(settings))
         store = await JournalStore.open(settings.database_url)
+        control = ControlStore(store)
+        await control.ensure_org(DEFAULT_ORG)
+        app.state.bootstrap_key = await bootstrap_key(control)
         writer = JournalWriter(store)
         await writer.start()
         client = http_client or httpx.AsyncClient()
         app.state.journal = store
+        app.state.control = control
+        app.state.secrets = secrets
+        app.state.auth = Authenticator(control, rate_per_minute=settings.rate_limit_per_minute)
         app.state.browser_calls = {}  # task → its BrowserPeer
         app.state.services = Services(
             settings=settings,
@@ -66,6 +77,8 @@ def create_app(
             journal=writer,
             tools=ToolDispatcher(client),
             engine_factories=dict(engine_factories or ENGINE_FACTORIES),
+            control=control,
+            secrets=secrets,
         )
         log.info("callbridge %s ready: agents %s", __version__, ", ".join(agents.names()))
         audiosocket = None
@@ -123,10 +136,69 @@ def create_app(
             "max_calls": services.settings.max_calls,
         }
 
+    _include_routers(app)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
     app.include_router(calls.router, tags=["calls"])
     app.include_router(agents_api.router)
     app.include_router(webrtc.router)
+    app.include_router(keys.router)
+    app.include_router(numbers.numbers_router)
+    app.include_router(numbers.routing_router)
+    app.include_router(credentials.router)
+    app.include_router(twilio_hooks.router)
     app.include_router(media.router)
     app.include_router(demo.router)
     mount_console(app)
-    return app
+
+
+def load_secret_keys(settings: Settings) -> list[str]:
+    """``CALLBRIDGE_SECRET_KEY``, else the key file — created (mode 0600) on first start, so the
+    embedded default needs no set-up. Losing the file loses the stored credentials."""
+    if settings.secret_keys:
+        return list(settings.secret_keys)
+    path = settings.secret_key_file
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = SecretBox.generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    log.warning("created secret key file %s (keep it: stored credentials need it)", path)
+    return [key]
+
+
+BOOTSTRAP_KEY_ID = "0" * 26
+
+
+async def bootstrap_key(control: ControlStore) -> str | None:
+    """A fresh journal has no API key: make one admin key for the default organization and log
+    it once, so a new install can be used at all. (Several workers race for the fixed id; one
+    wins.) Returns the key, or ``None`` when keys exist."""
+    if await control.count_keys():
+        return None
+    key = new_api_key()
+    try:
+        await control.create_key(
+            DEFAULT_ORG,
+            name="bootstrap",
+            scope="admin",
+            key_hash=hash_api_key(key),
+            last4=key[-4:],
+            key_id=BOOTSTRAP_KEY_ID,
+        )
+    except Conflict:
+        return None
+    log.warning(
+        "no API key existed: created admin key %s for organization %r. It is shown only now; "
+        "`callbridge keys create` makes more, DELETE /v1/keys/%s revokes this one.",
+        key,
+        DEFAULT_ORG,
+        BOOTSTRAP_KEY_ID,
+    )
+    return key

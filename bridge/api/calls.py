@@ -1,8 +1,9 @@
 """REST read access to the call journal: ``GET /v1/calls`` and ``GET /v1/calls/{call_id}``.
 
 The store is ``app.state.journal`` (a :class:`~bridge.journal.store.JournalStore`), reached through
-the :func:`get_journal` dependency so tests and other apps can override it. Every route depends on
-:func:`authorize`, the seam where authentication will go; today it lets every request through.
+the :func:`get_journal` dependency so tests and other apps can override it. Every route needs an
+API key with the ``read`` scope and sees only its organization's calls (another organization's
+call is a 404, exactly like a missing one).
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from bridge.api.auth import Reader
+from bridge.api.errors import unavailable
 from bridge.journal.feed import FINAL, JournalFeed, Message
 from bridge.journal.models import CallDetail
 from bridge.journal.store import JournalError, JournalStore
 
-__all__ = ["CallDetailOut", "CallListOut", "CallOut", "authorize", "get_journal", "router"]
+__all__ = ["CallDetailOut", "CallListOut", "CallOut", "get_journal", "router"]
 
 CALL_ID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
-
-
-def authorize() -> None:
-    """Authentication seam: replace (or override in ``app.dependency_overrides``) to guard."""
 
 
 def get_journal(request: Request) -> JournalStore:
@@ -38,7 +37,7 @@ def get_journal(request: Request) -> JournalStore:
 
 Journal = Annotated[JournalStore, Depends(get_journal)]
 
-router = APIRouter(prefix="/v1/calls", tags=["calls"], dependencies=[Depends(authorize)])
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
 
 class _Out(BaseModel):
@@ -47,6 +46,8 @@ class _Out(BaseModel):
 
 class CallOut(_Out):
     id: str
+    direction: str
+    campaign_id: str | None
     carrier: str
     status: str
     agent: str | None
@@ -104,17 +105,12 @@ class NotFoundOut(BaseModel):
     detail: str
 
 
-def _unavailable(exc: JournalError) -> HTTPException:
-    # 503 says "try again later" only when that can help; the message carries no row data.
-    return HTTPException(status_code=503 if exc.retryable else 500, detail=exc.message)
-
-
-async def _load(journal: JournalStore, call_id: str) -> CallDetail:
-    """One call's journal, or the API's 404 / 503."""
+async def _load(journal: JournalStore, call_id: str, org: str) -> CallDetail:
+    """One call of ``org``'s journal, or the API's 404 / 503."""
     try:
-        detail = await journal.get_call(call_id)
+        detail = await journal.get_call(call_id, org=org)
     except JournalError as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
     if detail is None:
         raise HTTPException(status_code=404, detail="call not found")
     return detail
@@ -124,6 +120,7 @@ async def _load(journal: JournalStore, call_id: str) -> CallDetail:
 async def list_calls(
     *,
     journal: Journal,
+    principal: Reader,
     agent: str | None = None,
     status: str | None = None,
     started_after: Annotated[
@@ -145,6 +142,7 @@ async def list_calls(
     """Newest first; with ``since_id``, the calls after it in id (creation) order."""
     try:
         calls = await journal.list_calls(
+            org=principal.org,
             agent=agent,
             status=status,
             started_after=started_after,
@@ -154,7 +152,7 @@ async def list_calls(
             limit=limit,
         )
     except JournalError as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
     # The greatest id is the cursor: the last item with since_id, the first one newest-first.
     next_since_id = max((call.id for call in calls), default=None)
     return CallListOut(
@@ -168,8 +166,8 @@ async def list_calls(
     responses={404: {"model": NotFoundOut, "description": "No call with this id"}},
     summary="One call with its transcript, events and tool calls",
 )
-async def get_call(call_id: str, journal: Journal) -> CallDetailOut:
-    detail = await _load(journal, call_id)
+async def get_call(call_id: str, journal: Journal, principal: Reader) -> CallDetailOut:
+    detail = await _load(journal, call_id, principal.org)
     return CallDetailOut(
         **CallOut.model_validate(detail.call).model_dump(),
         transcript=[TurnOut.model_validate(turn) for turn in detail.transcript],
@@ -205,12 +203,13 @@ async def live_call(
     call_id: str,
     request: Request,
     journal: Journal,
+    principal: Reader,
 ) -> StreamingResponse:
     feed = get_feed(request)
-    if feed is not None and feed.known(call_id):
+    if feed is not None and feed.known(call_id) and feed.org_of(call_id) == principal.org:
         stream = _follow(feed, call_id, request)
     else:
-        stream = _replay(await _load(journal, call_id))
+        stream = _replay(await _load(journal, call_id, principal.org))
     return StreamingResponse(
         stream,
         media_type="text/event-stream",

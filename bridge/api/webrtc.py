@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from bridge.api.auth import Reader, Writer
 from bridge.carriers.webrtc.codec import WebRTCCodec
 from bridge.carriers.webrtc.peer import BrowserPeer, check_offer
 from bridge.errors import ConfigError
@@ -62,7 +63,7 @@ class WebRTCConfigOut(BaseModel):
 
 
 @router.get("/config", response_model=WebRTCConfigOut, summary="ICE servers for the browser")
-async def webrtc_config(request: Request) -> WebRTCConfigOut:
+async def webrtc_config(request: Request, principal: Reader) -> WebRTCConfigOut:
     services: Services = request.app.state.services
     return WebRTCConfigOut(
         ice_servers=[IceServerOut(**server) for server in services.settings.ice_servers]
@@ -75,15 +76,17 @@ async def webrtc_config(request: Request) -> WebRTCConfigOut:
     summary="Start a browser call: answer its SDP offer",
     responses={
         422: {"description": "Unknown agent, or an offer that is not usable SDP"},
+        401: {"description": "No valid API key"},
+        403: {"description": "The API key cannot write"},
         503: {"description": "At capacity"},
     },
 )
-async def webrtc_offer(offer: OfferIn, request: Request) -> AnswerOut:
+async def webrtc_offer(offer: OfferIn, request: Request, principal: Writer) -> AnswerOut:
     services: Services = request.app.state.services
     if services.tools.local_base is None:
         services.tools.local_base = local_base_url(request.scope.get("server"))
     try:
-        agent = services.agents.get(offer.agent)
+        agent = services.agents.get(offer.agent, principal.org)
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
     try:

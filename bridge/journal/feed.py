@@ -114,11 +114,14 @@ class JournalFeed:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._by_call: dict[str, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
+        self._orgs: dict[str, str] = {}  # call id → organization, while its backlog is kept
 
     # -- publishing (synchronous, never waits) --------------------------------------------------
 
     def call_started(self, call_id: str, fields: dict[str, Any]) -> None:
         self._backlogs[call_id] = deque(maxlen=self._backlog_size)
+        if fields.get("org_id"):
+            self._orgs[call_id] = fields["org_id"]
         self._publish(call_id, {"type": "status", "status": "in-progress", **fields})
 
     def record(self, call_id: str, action: JournalAction) -> None:
@@ -136,9 +139,13 @@ class JournalFeed:
         while len(self._finished) > self._keep_finished:
             old, _ = self._finished.popitem(last=False)
             self._backlogs.pop(old, None)
+            self._orgs.pop(old, None)
 
     def _publish(self, call_id: str, message: Message) -> None:
         message["call_id"] = call_id
+        org = message.get("org_id") or self._orgs.get(call_id)
+        if org is not None:
+            message["org_id"] = org
         backlog = self._backlogs.get(call_id)
         if backlog is not None:
             backlog.append(message)
@@ -152,6 +159,10 @@ class JournalFeed:
     def known(self, call_id: str) -> bool:
         """The feed holds this call's messages from its start (live, or finished lately)."""
         return call_id in self._backlogs
+
+    def org_of(self, call_id: str) -> str | None:
+        """The organization of a call the feed holds (``None``: unknown to the feed)."""
+        return self._orgs.get(call_id)
 
     def finished(self, call_id: str) -> bool:
         """The call has ended (and its backlog is still kept)."""

@@ -12,6 +12,7 @@ keeps ``timestamptz``, and SQLite stores naive UTC text, which compares in time 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,15 +39,24 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from bridge.session.actions import JournalAction, JournalEvent, JournalToolCall, JournalTurn
 
 __all__ = [
+    "DEFAULT_ORG",
+    "E164",
+    "SCOPES",
+    "ApiKey",
     "Base",
     "Call",
     "CallDetail",
     "CallSummary",
     "CallUpdate",
+    "Credential",
     "Event",
+    "Organization",
+    "PhoneNumber",
+    "RoutingRule",
     "ToolCall",
     "Turn",
     "UtcDateTime",
+    "is_e164",
     "record_row",
     "utcnow",
 ]
@@ -104,6 +114,9 @@ class CallSummary:
     carrier: str
     status: str
     started_at: datetime
+    org_id: str
+    direction: str
+    campaign_id: str | None
     agent: str | None
     call_sid: str | None
     stream_sid: str | None
@@ -137,6 +150,9 @@ class CallUpdate(TypedDict, total=False):
     to_number: str | None
     status: str
     context: Mapping[str, Any] | None
+    org_id: str
+    direction: str
+    campaign_id: str | None
 
 
 UPDATABLE_FIELDS = frozenset(CallUpdate.__annotations__)
@@ -146,6 +162,9 @@ class Call(Base):
     __tablename__ = "calls"
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    direction: Mapped[str] = mapped_column(String(16), default="inbound", server_default="inbound")
+    campaign_id: Mapped[str | None] = mapped_column(String(26))
     carrier: Mapped[str] = mapped_column(String())
     call_sid: Mapped[str | None] = mapped_column(String())
     stream_sid: Mapped[str | None] = mapped_column(String())
@@ -164,6 +183,7 @@ class Call(Base):
 
     __table_args__ = (
         Index(None, "started_at"),
+        Index(None, "org_id", "started_at"),
         Index(None, "agent", "started_at"),
         Index(None, "status", "started_at"),
         Index(None, "call_sid"),
@@ -175,6 +195,9 @@ class Call(Base):
             carrier=self.carrier,
             status=self.status,
             started_at=self.started_at,
+            org_id=self.org_id,
+            direction=self.direction,
+            campaign_id=self.campaign_id,
             agent=self.agent,
             call_sid=self.call_sid,
             stream_sid=self.stream_sid,
@@ -270,3 +293,101 @@ def record_row(
                 "ok": record.ok,
                 "duration_ms": record.duration_ms,
             }
+
+
+# --- the control plane: organizations, API keys, numbers, routing, credentials ----------
+
+DEFAULT_ORG = "default"
+"""The organization of calls, agents and keys that name none."""
+SCOPES = ("read", "write", "admin")
+"""API key scopes, each including the ones before it: admin ⊃ write ⊃ read."""
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def is_e164(number: str) -> bool:
+    """``+`` then 7 to 15 digits, the first not 0 (ITU-T E.164)."""
+    return E164.fullmatch(number) is not None
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String())
+    scope: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    last4: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index(None, "org_id"),)
+
+    def allows(self, scope: str) -> bool:
+        """Whether this key's scope includes ``scope``."""
+        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+
+class PhoneNumber(Base):
+    __tablename__ = "numbers"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(16), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_sid: Mapped[str | None] = mapped_column(String())
+    label: Mapped[str | None] = mapped_column(String())
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    inbound_agent: Mapped[str | None] = mapped_column(String())
+    outbound_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index(None, "org_id", "number"),)
+
+
+class RoutingRule(Base):
+    __tablename__ = "routing_rules"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str] = mapped_column(String())
+    context: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
+    caller_prefix: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index(None, "org_id", "number"),)
+
+    def matches(self, caller: str | None) -> bool:
+        return self.active and (
+            not self.caller_prefix or (caller or "").startswith(self.caller_prefix)
+        )
+
+
+class Credential(Base):
+    __tablename__ = "credentials"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    sealed: Mapped[str] = mapped_column(Text)
+    """The fields (JSON), Fernet-encrypted: never leaves the server."""
+    hints: Mapped[dict[str, str]] = mapped_column(_Json, default=dict)
+    """Per field, its last four characters: all the API ever shows."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index(None, "org_id", "provider", unique=True),)

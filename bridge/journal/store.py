@@ -6,7 +6,9 @@ errors are translated into :class:`JournalError` at this boundary::
     CallbridgeError
     └── JournalError         the journal could not read or write (``retryable``: the database was
         │                    unreachable, locked or timed out; not retryable: the write conflicts)
-        └── CallNotFound     the call id is not in the journal
+        ├── Conflict         the write breaks a uniqueness rule (a number attached twice)
+        └── NotFound         the row is not there (or belongs to another organization)
+            └── CallNotFound the call id is not in the journal
 
 Engines are created with ``hide_parameters=True``: error messages and tracebacks carry the SQL but
 never the bound values, so a transcript cannot reach the logs through an exception.
@@ -21,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
-from sqlalchemy import Select, event, insert, select, update
+from sqlalchemy import Connection, Select, event, insert, inspect, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -52,9 +54,11 @@ __all__ = [
     "CallNotFound",
     "CallSummary",
     "CallUpdate",
+    "Conflict",
     "JournalError",
     "JournalStore",
     "JournalTx",
+    "NotFound",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -77,7 +81,15 @@ class JournalError(CallbridgeError):
         self.call_id = call_id
 
 
-class CallNotFound(JournalError):
+class Conflict(JournalError):
+    """The write conflicts with a row already there (a unique number, key or id)."""
+
+
+class NotFound(JournalError):
+    """The row is not in the journal, or not in the caller's organization."""
+
+
+class CallNotFound(NotFound):
     """The call id is not in the journal (never created, or its creation failed)."""
 
 
@@ -88,7 +100,7 @@ def _translated(operation: str, call_id: str | None = None) -> Iterator[None]:
         yield
     except sa_exc.IntegrityError as exc:
         message = f"{operation} conflicts with the journal ({type(exc.orig).__name__})"
-        raise JournalError(message, operation=operation, call_id=call_id, retryable=False) from exc
+        raise Conflict(message, operation=operation, call_id=call_id, retryable=False) from exc
     except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError) as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
@@ -151,6 +163,7 @@ class JournalStore:
             with _translated("open"):
                 async with engine.begin() as conn:
                     await conn.run_sync(Base.metadata.create_all)
+                    await conn.run_sync(_add_missing_columns)
         except BaseException:
             await engine.dispose()
             raise
@@ -196,6 +209,7 @@ class JournalStore:
     async def list_calls(
         self,
         *,
+        org: str | None = None,
         agent: str | None = None,
         status: str | None = None,
         started_after: datetime | None = None,
@@ -212,6 +226,8 @@ class JournalStore:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         query = select(Call)
+        if org is not None:
+            query = query.where(Call.org_id == org)
         if agent is not None:
             query = query.where(Call.agent == agent)
         if status is not None:
@@ -231,12 +247,13 @@ class JournalStore:
                 rows = await session.scalars(query.limit(limit))
                 return [row.summary() for row in rows]
 
-    async def get_call(self, call_id: str) -> CallDetail | None:
-        """The call with its transcript, events and tool calls, or ``None`` if unknown."""
+    async def get_call(self, call_id: str, *, org: str | None = None) -> CallDetail | None:
+        """The call with its transcript, events and tool calls, or ``None`` if unknown (or, with
+        ``org``, another organization's)."""
         with _translated("get_call", call_id):
             async with self._sessions() as session:
                 row = await session.get(Call, call_id)
-                if row is None:
+                if row is None or (org is not None and row.org_id != org):
                     return None
                 turns = await session.scalars(_records_of(Turn, call_id))
                 transcript = tuple(turn.record() for turn in turns)
@@ -253,6 +270,11 @@ class JournalTx:
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+
+    @property
+    def session(self) -> AsyncSession:
+        """The transaction's ORM session (the control plane's store works through it)."""
+        return self._session
 
     async def create_call(
         self, call_id: str, *, carrier: str, started_at: datetime, **fields: Unpack[CallUpdate]
@@ -339,6 +361,30 @@ async def _update_row(
 def _records_of(model: type[_Record], call_id: str) -> Select[_Record]:
     query = select(model).where(model.call_id == call_id)
     return query.order_by(model.time_in_call_secs, model.seq)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Additive schema upgrades: a column the models have and an existing table lacks is added
+    (every such column is nullable or has a server default). Nothing is ever dropped or changed;
+    a change that needs more than this gets a real migration."""
+    inspector = inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in Base.metadata.sorted_tables:
+        have = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            default = ""
+            if column.server_default is not None:
+                value = str(column.server_default.arg).replace("'", "''")  # type: ignore[attr-defined]
+                default = f" NOT NULL DEFAULT '{value}'"
+            conn.execute(
+                text(
+                    f"ALTER TABLE {preparer.quote(table.name)} "
+                    f"ADD COLUMN {preparer.quote(column.name)} {kind}{default}"
+                )
+            )
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

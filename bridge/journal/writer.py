@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 class _Started:
     call_id: str
     fields: Mapping[str, Any]
+    existing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +107,27 @@ class JournalWriter:
     # --- the hot path: synchronous, never waits ------------------------------------------------
 
     def call_started(
-        self, call_id: str, *, carrier: str, started_at: datetime, **fields: Unpack[CallUpdate]
+        self,
+        call_id: str,
+        *,
+        carrier: str,
+        started_at: datetime,
+        existing: bool = False,
+        **fields: Unpack[CallUpdate],
     ) -> None:
-        """Submit :meth:`JournalStore.create_call` (same arguments)."""
+        """Submit :meth:`JournalStore.create_call` (same arguments). ``existing``: the record was
+        opened before the media arrived (a carrier webhook did): update it instead."""
         _require_aware(started_at, "started_at")
         unknown = set(fields) - UPDATABLE_FIELDS
         if unknown:
             raise TypeError(f"call_started does not know {sorted(unknown)}")
         values: dict[str, Any] = {"carrier": carrier, "started_at": started_at, **fields}
         values["context"] = dict(fields.get("context") or {})  # the caller may reuse its dict
-        if self._submit(_Started(call_id, values)):
-            self.feed.call_started(call_id, {"carrier": carrier, "agent": fields.get("agent")})
+        if self._submit(_Started(call_id, values, existing)):
+            started = {"carrier": carrier, "agent": fields.get("agent")}
+            if fields.get("org_id"):
+                started["org_id"] = fields["org_id"]
+            self.feed.call_started(call_id, started)
 
     def call_updated(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:
         """Submit :meth:`JournalStore.update_call`. Unknown field names raise ``TypeError`` now."""
@@ -285,6 +296,9 @@ class JournalWriter:
 
 async def _apply(target: JournalStore | JournalTx, op: _Op) -> None:
     match op:
+        case _Started(existing=True):
+            fields = {k: v for k, v in op.fields.items() if k not in ("carrier", "started_at")}
+            await target.update_call(op.call_id, **fields)
         case _Started():
             await target.create_call(op.call_id, **op.fields)
         case _Updated():

@@ -53,6 +53,8 @@ from bridge.session.state import CallState
 log = logging.getLogger(__name__)
 
 MAX_JOURNALED_PROTOCOL_ERRORS = 20
+STREAM_TOKEN_PARAM = "callbridge_token"
+STREAM_TOKEN_PURPOSE = "stream"
 HANGUP_TIMEOUT_S = 5.0
 
 
@@ -100,6 +102,7 @@ class CallRuntime:
         self.agent: Agent | None = None
         self.engine: EngineClient | None = None
         self._params: dict[str, str] = {}
+        self._org: str | None = None
         self._to_engine: Transcoder | None = None
         self._to_carrier: Transcoder | None = None
         self._hangup: act.HangUp | None = None
@@ -135,12 +138,15 @@ class CallRuntime:
             return
         self._start = start
         self._params = {**self._base_params, **start.custom_parameters}
+        existing = self._adopt()
         self.link = make_link(self.socket, self.codec, self._carrier_mark)
         failure = self._set_up(start)
         journal.call_started(
             self.call_id,
             carrier=self.codec.carrier,
             started_at=started_at,
+            existing=existing,
+            org_id=self.agent.organization if self.agent else (self._org or "default"),
             agent=self.agent.name if self.agent else self._params.get("agent"),
             call_sid=start.call_sid or None,
             stream_sid=start.stream_sid,
@@ -178,11 +184,36 @@ class CallRuntime:
             if isinstance(event, CarrierReply):
                 await self.socket.send(event.frame)
 
+    def _adopt(self) -> bool:
+        """Take the id (and organization) of a call a webhook already journaled.
+
+        The webhook's answer (TwiML) put ``callbridge_token`` among the stream's parameters: a
+        signed, short-lived ``<call id>:<org>``. With a valid one this stream *is* that call;
+        without (or with a forged or expired one) it is a new call, as any stream is.
+        """
+        token = self._params.pop(STREAM_TOKEN_PARAM, None)
+        secrets = self.services.secrets
+        if token is None or secrets is None:
+            return False
+        payload = secrets.verify(STREAM_TOKEN_PURPOSE, token, time.time())
+        if payload is None or ":" not in payload:
+            log.warning("call %s: stream token invalid or expired: a new call", self.call_id)
+            return False
+        call_id, self._org = payload.split(":", 1)
+        live = self.services.live_calls
+        if call_id in live:
+            log.warning("call %s: a stream for call %s is already live", self.call_id, call_id)
+            return False
+        live.discard(self.call_id)
+        live.add(call_id)
+        self.call_id = call_id
+        return True
+
     def _set_up(self, start: ev.CallStarted) -> str | None:
         """Resolve agent, prompt and engine; return why the call cannot go on, or None."""
         services = self.services
         try:
-            agent = services.agents.get(self._params.get("agent"))
+            agent = services.agents.get(self._params.get("agent"), self._org)
             self.agent = agent
             rendered = render_agent(agent, self._params)
             engine, engine_format = services.make_engine(
@@ -302,7 +333,7 @@ class CallRuntime:
         self._fell_back = True
         previous = self.engine
         try:
-            fallback = services.agents.get(agent.fallback)
+            fallback = services.agents.get(agent.fallback, agent.organization)
             rendered = render_agent(fallback, self._params)
             rendered = replace(
                 rendered,
@@ -494,4 +525,5 @@ class CallRuntime:
         self.services.journal.call_finished(
             self.call_id, status=hangup.status, end_reason=hangup.reason, ended_at=datetime.now(UTC)
         )
+        self.services.live_calls.discard(self.call_id)  # an adopted id (admission has the first)
         log.info("call %s: ended (%s): %s", self.call_id, hangup.status, hangup.reason)

@@ -11,8 +11,10 @@ from bridge.agents.template import RenderedAgent
 from bridge.config import Settings
 from bridge.engines.base import EngineClient
 from bridge.errors import ConfigError
+from bridge.journal.control import ControlStore
 from bridge.journal.writer import JournalWriter
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
+from bridge.secrets import SecretBox
 from bridge.tools.webhook import ToolDispatcher
 
 
@@ -27,6 +29,10 @@ class Services:
     engine_factories: Mapping[str, EngineFactory] = field(
         default_factory=lambda: dict(ENGINE_FACTORIES)
     )
+    control: ControlStore | None = None
+    """Organizations, keys, numbers, routing, credentials (None: a bare runtime in tests)."""
+    secrets: SecretBox | None = None
+    """Credential encryption and signed tokens (None: stream tokens are not accepted)."""
     live_calls: set[str] = field(default_factory=set)
     """Ids of the calls this worker is carrying now (the admission cap counts them)."""
     on_call_end: list[Callable[[str], None]] = field(default_factory=list)
