@@ -120,8 +120,9 @@ class JournalFeed:
 
     def call_started(self, call_id: str, fields: dict[str, Any]) -> None:
         self._backlogs[call_id] = deque(maxlen=self._backlog_size)
-        if fields.get("org_id"):
-            self._orgs[call_id] = fields["org_id"]
+        org = fields.pop("org_id", None)
+        if org:
+            self._orgs[call_id] = org
         self._publish(call_id, {"type": "status", "status": "in-progress", **fields})
 
     def record(self, call_id: str, action: JournalAction) -> None:
@@ -143,9 +144,6 @@ class JournalFeed:
 
     def _publish(self, call_id: str, message: Message) -> None:
         message["call_id"] = call_id
-        org = message.get("org_id") or self._orgs.get(call_id)
-        if org is not None:
-            message["org_id"] = org
         backlog = self._backlogs.get(call_id)
         if backlog is not None:
             backlog.append(message)

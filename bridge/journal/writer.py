@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from bridge.journal.feed import JournalFeed
-from bridge.journal.models import UPDATABLE_FIELDS, CallUpdate
+from bridge.journal.models import DEFAULT_ORG, UPDATABLE_FIELDS, CallUpdate
 from bridge.journal.store import JournalError, JournalStore, JournalTx
 from bridge.session.actions import JournalAction
 
@@ -124,9 +124,11 @@ class JournalWriter:
         values: dict[str, Any] = {"carrier": carrier, "started_at": started_at, **fields}
         values["context"] = dict(fields.get("context") or {})  # the caller may reuse its dict
         if self._submit(_Started(call_id, values, existing)):
-            started = {"carrier": carrier, "agent": fields.get("agent")}
-            if fields.get("org_id"):
-                started["org_id"] = fields["org_id"]
+            started = {
+                "carrier": carrier,
+                "agent": fields.get("agent"),
+                "org_id": fields.get("org_id") or DEFAULT_ORG,  # the table's default too
+            }
             self.feed.call_started(call_id, started)
 
     def call_updated(self, call_id: str, **fields: Unpack[CallUpdate]) -> None:

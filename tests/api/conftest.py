@@ -1,4 +1,4 @@
-"""A tiny app with the calls router over a fresh SQLite journal, and a client for it."""
+"""A tiny app with the calls router over a fresh SQLite journal, and a keyed client for it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from bridge.api.auth import Authenticator
 from bridge.api.calls import router as calls_router
+from bridge.journal.control import ControlStore
 from bridge.journal.store import JournalStore
+from tests.auth import api_key, bearer
 from tests.journal.conftest import sqlite_store
 
 
@@ -25,11 +28,17 @@ def app(journal: JournalStore) -> FastAPI:
     app = FastAPI()
     app.include_router(calls_router)
     app.state.journal = journal
+    app.state.control = ControlStore(journal)
+    app.state.auth = Authenticator(app.state.control, rate_per_minute=10_000)
     return app
 
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with a read key of the default organization."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    headers = bearer(await api_key(app, scope="read"))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
         yield client

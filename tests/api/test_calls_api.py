@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
-from bridge.api.calls import authorize, get_journal
+from bridge.api.calls import get_journal
 from bridge.journal.ids import new_call_id
 from bridge.journal.store import JournalError, JournalStore
 from bridge.session.actions import JournalEvent, JournalToolCall, JournalTurn
@@ -161,7 +161,7 @@ async def test_journal_unavailable_is_503(app: FastAPI, client: httpx.AsyncClien
                 "list_calls failed: database is locked", operation="list_calls", retryable=True
             )
 
-        async def get_call(self, call_id: str) -> Any:
+        async def get_call(self, call_id: str, **_: Any) -> Any:
             raise JournalError("get_call failed", operation="get_call", call_id=call_id)
 
     journal = app.state.journal
@@ -170,13 +170,13 @@ async def test_journal_unavailable_is_503(app: FastAPI, client: httpx.AsyncClien
     assert (await client.get(f"/v1/calls/{new_call_id()}")).status_code == 500
 
 
-async def test_auth_seam_guards_every_route(app: FastAPI, client: httpx.AsyncClient) -> None:
-    def deny() -> None:
-        raise HTTPException(status_code=401, detail="no")
-
-    app.dependency_overrides[authorize] = deny
-    assert (await client.get("/v1/calls")).status_code == 401
-    assert (await client.get(f"/v1/calls/{new_call_id()}")).status_code == 401
+async def test_every_route_needs_a_key(app: FastAPI, client: httpx.AsyncClient) -> None:
+    del client.headers["Authorization"]
+    for path in ("/v1/calls", f"/v1/calls/{new_call_id()}", f"/v1/calls/{new_call_id()}/live"):
+        response = await client.get(path)
+        assert response.status_code == 401, path
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json() == {"detail": "missing API key (Authorization: Bearer …)"}
 
 
 async def test_openapi_documents_the_models(client: httpx.AsyncClient) -> None:

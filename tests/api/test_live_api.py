@@ -16,6 +16,7 @@ from bridge.api.app import create_app
 from bridge.config import Settings
 from bridge.journal.ids import new_call_id
 from bridge.session.actions import JournalEvent, JournalToolCall, JournalTurn
+from tests.auth import SECRET_KEY, authorize
 from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +30,14 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]
         prompts_dir=ROOT / "prompts",
         default_agent="default",
         ice_servers=({"urls": ["stun:stun.example.org:3478"]},),
+        secret_keys=(SECRET_KEY,),
     )
     app = create_app(settings, env={})
     async with (
         serve(app) as hostport,
         httpx.AsyncClient(base_url=f"http://{hostport}", timeout=10) as http,
     ):
+        await authorize(app, http)
         yield app, http
 
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,7 @@ from bridge.api.app import create_app
 from bridge.config import Settings
 from bridge.journal.store import JournalStore
 from bridge.journal.writer import JournalWriter
+from tests.auth import SECRET_KEY, authorize
 from tests.servers import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,13 +143,16 @@ OpenPage = Callable[..., Awaitable[tuple[Page, PageLog]]]
 async def open_page() -> AsyncIterator[OpenPage]:
     """A factory: ``await open_page(browser, url, **context_options)`` → (page, its log).
 
-    ``url=None`` opens a blank page (to set up routes before going anywhere).
+    ``url=None`` opens a blank page (to set up routes before going anywhere). ``api_key`` is
+    stored where the console keeps it, before any page script runs.
     The context defaults to en-US in UTC at 1280×800; pass ``timezone_id``, ``viewport``… to
     change them. At teardown, a page that threw or opened a dialog fails the test.
     """
     logs: list[PageLog] = []
 
-    async def open_(browser: Browser, url: str | None, **options: Any) -> tuple[Page, PageLog]:
+    async def open_(
+        browser: Browser, url: str | None, *, api_key: str | None = None, **options: Any
+    ) -> tuple[Page, PageLog]:
         settings: dict[str, Any] = {
             "locale": "en-US",
             "timezone_id": "UTC",
@@ -155,6 +160,10 @@ async def open_page() -> AsyncIterator[OpenPage]:
         }
         settings.update(options)
         context = await browser.new_context(**settings)
+        if api_key is not None:  # what the console's key prompt stores
+            await context.add_init_script(
+                f"localStorage.setItem('callbridge.apiKey', {json.dumps(api_key)})"
+            )
         page = await context.new_page()
         log = watch(page)
         logs.append(log)
@@ -182,6 +191,8 @@ class Console:
     app: FastAPI
     base: str
     http: httpx.AsyncClient
+    key: str
+    """An admin API key of the default organization (``open_page(..., api_key=key)``)."""
 
     @property
     def url(self) -> str:
@@ -207,9 +218,11 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
         prompts_dir=REPO / "prompts",
         # An agent that needs no local recogniser: the app starts without warming one up.
         default_agent="default",
+        secret_keys=(SECRET_KEY,),
     )
     app = create_app(settings, env={})  # the console is mounted at /console
     async with serve(app) as hostport:
         base = f"http://{hostport}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            yield Console(app, base, http)
+            key = await authorize(app, http)
+            yield Console(app, base, http, key)

@@ -15,6 +15,7 @@ import httpx
 
 from bridge.api.app import create_app
 from bridge.config import Settings
+from tests.auth import SECRET_KEY, api_key
 from tests.browser.conftest import REPO, LaunchBrowser, OpenPage
 from tests.e2e.webrtc_caller import loopback_ice
 from tests.servers import serve
@@ -54,12 +55,16 @@ async def test_browser_calls_the_demo_agent(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}",
         agents_dir=REPO / "agents",
         prompts_dir=REPO / "prompts",
+        secret_keys=(SECRET_KEY,),
     )
     app = create_app(settings, env={})
     async with serve(app) as hostport:
         base = f"http://{hostport}"
+        key = await api_key(app, scope="write")
         browser = await launch_browser(fake_audio=caller_wav(tmp_path / "caller.wav", 9.0))
-        page, log = await open_page(browser, f"{base}/console/?agent=demo&processing=off")
+        page, log = await open_page(
+            browser, f"{base}/console/?agent=demo&processing=off", api_key=key
+        )
         await page.wait_for_function("document.querySelector('#agent option[value=demo]')")
         await page.get_by_role("button", name="Call", exact=True).click()
         await page.wait_for_function("window.callbridgeConsole.state === 'live'", timeout=15000)

@@ -105,7 +105,9 @@ async def test_call_page_shows_the_whole_call(
         context={"customer_name": "Ada", "order": 42, "tier": {"level": "gold"}},
     )
     browser = await launch_browser()
-    page, log = await open_page(browser, f"{console.url}call.html?id={call_id}")
+    page, log = await open_page(
+        browser, api_key=console.key, url=f"{console.url}call.html?id={call_id}"
+    )
 
     await expect(page.locator("#call")).to_be_visible()
     await expect(page.locator("#status .badge")).to_have_text("completed")
@@ -190,7 +192,10 @@ async def test_list_filters_pages_and_refreshes(
 
     # Paging, two at a time: c and d start at the same instant, across a page boundary.
     page, log = await open_page(
-        browser, f"{console.url}calls.html?limit=2", timezone_id="Europe/Berlin"
+        browser,
+        api_key=console.key,
+        url=f"{console.url}calls.html?limit=2",
+        timezone_id="Europe/Berlin",
     )
     await wait_for_ids(page, [e, d])
     await page.keyboard.press("Tab")  # keyboard users can skip the header
@@ -206,7 +211,9 @@ async def test_list_filters_pages_and_refreshes(
     await expect(more).to_be_hidden()
     log.check()
 
-    page, log = await open_page(browser, f"{console.url}calls.html", timezone_id="Europe/Berlin")
+    page, log = await open_page(
+        browser, api_key=console.key, url=f"{console.url}calls.html", timezone_id="Europe/Berlin"
+    )
     await wait_for_ids(page, [e, d, c, b, a])
     row = page.locator(f"tr[data-id='{b}'] td")
     await expect(row).to_have_text(
@@ -298,7 +305,9 @@ async def test_journal_text_is_never_markup(
         ],
     )
     browser = await launch_browser()
-    page, log = await open_page(browser, f"{console.url}call.html?id={call_id}")
+    page, log = await open_page(
+        browser, api_key=console.key, url=f"{console.url}call.html?id={call_id}"
+    )
     await expect(page.locator("#transcript .turn-text")).to_have_text(HTML)
     await expect(page.locator("h1")).to_have_text("Call from <b>+1555</b>")
     await expect(page.locator("#context dd")).to_have_text("<script>alert(2)</script>")
@@ -307,7 +316,7 @@ async def test_journal_text_is_never_markup(
     await page.wait_for_load_state("networkidle")  # an injected <img> would have failed by now
     assert await page.locator("main img, main script, main b, main i").count() == 0
 
-    page, log = await open_page(browser, f"{console.url}calls.html")
+    page, log = await open_page(browser, api_key=console.key, url=f"{console.url}calls.html")
     row = page.locator(f"tr[data-id='{call_id}'] td")
     await expect(row.nth(5)).to_have_text("<b>+1555</b> → —")
     await expect(row.nth(6)).to_have_text("<i>hung up</i>")
@@ -321,7 +330,9 @@ async def test_unknown_or_missing_call_id_says_so(
 ) -> None:
     browser = await launch_browser()
     unknown = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
-    page, log = await open_page(browser, f"{console.url}call.html?id={unknown}")
+    page, log = await open_page(
+        browser, api_key=console.key, url=f"{console.url}call.html?id={unknown}"
+    )
     await expect(page.get_by_role("alert")).to_have_text(
         f"No call with the id “{unknown}” is in the journal."
     )
@@ -329,7 +340,7 @@ async def test_unknown_or_missing_call_id_says_so(
     await expect(page.locator("#loading")).to_be_hidden()
     assert any("404" in text for text in log.console), log.describe()  # the API's answer
 
-    page, _ = await open_page(browser, f"{console.url}call.html")
+    page, _ = await open_page(browser, api_key=console.key, url=f"{console.url}call.html")
     await expect(page.get_by_role("alert")).to_have_text(re.compile(r"^No call id given"))
 
 
@@ -343,7 +354,7 @@ async def test_live_call_follows_until_it_ends(
     writer.record(call_id, JournalTurn("agent", "Hello, Riverside Dental.", 0.5))
     await writer.flush()
     browser = await launch_browser()
-    page, log = await open_page(browser, None)
+    page, log = await open_page(browser, api_key=console.key, url=None)
     live = page.wait_for_event("request", lambda r: r.url.endswith(f"/{call_id}/live"))
     if not stream:  # the stream fails: the page falls back to re-fetching every 3 s
         await page.route(f"**/v1/calls/{call_id}/live", lambda route: route.abort())
@@ -382,7 +393,7 @@ async def test_recording_url_gets_a_player(
         await route.fulfill(response=response, json=body | recording)
 
     browser = await launch_browser()
-    page, log = await open_page(browser, None)
+    page, log = await open_page(browser, api_key=console.key, url=None)
     await page.route(f"**/v1/calls/{call_id}", with_recording)
     await page.goto(f"{console.url}call.html?id={call_id}")
     audio = page.locator("#recording audio")

@@ -16,6 +16,7 @@ import pytest
 from bridge.api.app import create_app
 from bridge.config import Settings
 from bridge.simulate.caller import SimulatedCaller, TwilioCaller
+from tests.auth import SECRET_KEY, authorize
 from tests.servers import ToolService, serve
 from tests.waiting import until
 
@@ -209,6 +210,7 @@ async def run_bridge(
         default_agent="greeter",
         openai_api_key="sk-test",
         openai_realtime_url=realtime_url,
+        secret_keys=(SECRET_KEY,),
         **overrides,
     )
     env: Mapping[str, str] = {"E2E_TOOL_SECRET": TOOL_SECRET}
@@ -217,4 +219,5 @@ async def run_bridge(
         serve(app) as hostport,
         httpx.AsyncClient(base_url=f"http://{hostport}", timeout=10) as http,
     ):
+        await authorize(app, http)
         yield Bridge(f"ws://{hostport}/twilio/media", http, app)

@@ -20,6 +20,7 @@ import pytest
 from bridge.api.app import create_app
 from bridge.audio.espeak import EXECUTOR, synthesize_ulaw
 from bridge.config import Settings
+from tests.auth import SECRET_KEY, authorize
 from tests.e2e.conftest import Bridge, say
 from tests.e2e.lines import silence
 from tests.servers import serve
@@ -66,6 +67,7 @@ async def demo_bridge(tmp_path: Path, **overrides: Any) -> AsyncIterator[Bridge]
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}",
         agents_dir=ROOT / "agents",
         prompts_dir=ROOT / "prompts",
+        secret_keys=(SECRET_KEY,),
         **overrides,
     )
     app = create_app(settings, env={})
@@ -73,6 +75,7 @@ async def demo_bridge(tmp_path: Path, **overrides: Any) -> AsyncIterator[Bridge]
         serve(app) as hostport,
         httpx.AsyncClient(base_url=f"http://{hostport}", timeout=10) as http,
     ):
+        await authorize(app, http)
         yield Bridge(f"ws://{hostport}/twilio/media", http, app)
 
 

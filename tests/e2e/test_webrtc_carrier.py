@@ -27,7 +27,9 @@ def hear(pcm8k: bytes) -> str:
 
 async def test_browser_call_conversation(tmp_path: Path, loopback_ice: None) -> None:
     async with demo_bridge(tmp_path) as bridge:
-        caller = WebRTCCaller(http_url(bridge), context={"caller_name": "Ada"})
+        caller = WebRTCCaller(
+            http_url(bridge), context={"caller_name": "Ada"}, headers=dict(bridge.http.headers)
+        )
         async with caller.connect():
             await caller.wait_for_voice(min_ms=1500, timeout=20)
             await caller.wait_until_quiet(0.8)
@@ -55,7 +57,7 @@ async def test_browser_call_conversation(tmp_path: Path, loopback_ice: None) -> 
 
 async def test_browser_call_barge_in_clears_the_agent(tmp_path: Path, loopback_ice: None) -> None:
     async with demo_bridge(tmp_path) as bridge:
-        caller = WebRTCCaller(http_url(bridge))
+        caller = WebRTCCaller(http_url(bridge), headers=dict(bridge.http.headers))
         async with caller.connect():
             await caller.wait_for_voice(min_ms=1500, timeout=20)
             await caller.wait_until_quiet(0.8)
@@ -88,7 +90,7 @@ async def test_browser_call_keys_and_bad_messages(tmp_path: Path, loopback_ice: 
     """Keypad presses over the data channel reach the session as DTMF; what the browser sends
     that makes no sense is journaled and the call goes on."""
     async with demo_bridge(tmp_path) as bridge:
-        caller = WebRTCCaller(http_url(bridge))
+        caller = WebRTCCaller(http_url(bridge), headers=dict(bridge.http.headers))
         async with caller.connect():
             await caller.wait_channel_open()
             caller.send("this is not json")
@@ -125,7 +127,7 @@ async def test_browser_call_keys_and_bad_messages(tmp_path: Path, loopback_ice: 
 
 async def test_browser_that_vanishes_ends_the_call(tmp_path: Path, loopback_ice: None) -> None:
     async with demo_bridge(tmp_path) as bridge:
-        caller = WebRTCCaller(http_url(bridge))
+        caller = WebRTCCaller(http_url(bridge), headers=dict(bridge.http.headers))
         async with caller.connect():
             await caller.wait_for_voice(min_ms=300, timeout=20)
             await caller.close()  # no hang-up: the tab was closed

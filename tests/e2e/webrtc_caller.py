@@ -109,8 +109,10 @@ class WebRTCCaller:
         *,
         agent: str | None = None,
         context: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url
+        self.headers = headers or {}  # the API key
         self.agent = agent
         self.context = context or {}
         self.pc = RTCPeerConnection()
@@ -134,7 +136,9 @@ class WebRTCCaller:
         offer = {"sdp": self.pc.localDescription.sdp, "type": "offer", "context": self.context}
         if self.agent is not None:
             offer["agent"] = self.agent
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as http:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=20, headers=self.headers
+        ) as http:
             response = await http.post("/v1/webrtc/offer", json=offer)
         response.raise_for_status()
         self.answer = response.json()

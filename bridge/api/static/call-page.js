@@ -6,7 +6,7 @@
 // here, where the caller is: from the last moment the microphone carried voice to the first
 // moment agent voice played back — what a caller perceives, network and jitter buffer included.
 
-import { apiUrl, el, getJSON, offsetElement, replaceChildren } from "./common.js";
+import { apiUrl, el, EventStream, getJSON, offsetElement, postJSON, replaceChildren } from "./common.js";
 
 const VOICE_LEVEL = 0.02; // RMS (full scale 1.0) above which a 20 ms window counts as voice
 const AGENT_GAP_MS = 300; // agent voice after this much quiet starts a new agent utterance
@@ -199,7 +199,7 @@ function onJournalEvent(event) {
 }
 
 function follow(callId) {
-  const source = new EventSource(apiUrl(`/v1/calls/${callId}/live`));
+  const source = new EventStream(apiUrl(`/v1/calls/${callId}/live`));
   source.addEventListener("turn", (e) => addTurn(JSON.parse(e.data)));
   source.addEventListener("event", (e) => onJournalEvent(JSON.parse(e.data)));
   source.addEventListener("tool_call", (e) => {
@@ -215,7 +215,7 @@ function follow(callId) {
     }
   });
   source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED && stats.state === "live") {
+    if (source.readyState === EventStream.CLOSED && stats.state === "live") {
       showError("The live transcript was cut off; the call's page has the full journal.");
     }
   };
@@ -282,13 +282,12 @@ async function start() {
     };
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIce(pc);
-    const response = await fetch(apiUrl("/v1/webrtc/offer"), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", agent: agentSelect.value || null, context }),
+    const answer = await postJSON(apiUrl("/v1/webrtc/offer"), {
+      sdp: pc.localDescription.sdp,
+      type: "offer",
+      agent: agentSelect.value || null,
+      context,
     });
-    const answer = await response.json();
-    if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : `HTTP ${response.status}`);
     stats.callId = answer.call_id;
     replaceChildren($("call-link"), "· ", el("a", { href: `call.html?id=${encodeURIComponent(answer.call_id)}` }, "journal"));
     call.source = follow(answer.call_id);

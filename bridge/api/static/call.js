@@ -8,6 +8,7 @@
 
 import {
   apiUrl,
+  EventStream,
   displayValue,
   el,
   formatSeconds,
@@ -291,11 +292,11 @@ function poll(delay = POLL_MS) {
 }
 
 function followLive() {
-  if (!("EventSource" in window)) {
+  if (!("ReadableStream" in window) || !("TextDecoderStream" in window)) {
     poll();
     return;
   }
-  const source = new EventSource(apiUrl(`v1/calls/${encodeURIComponent(callId)}/live`));
+  const source = new EventStream(apiUrl(`v1/calls/${encodeURIComponent(callId)}/live`));
   const on = (type, handle) =>
     source.addEventListener(type, (message) => {
       let data;

@@ -20,6 +20,73 @@ export function apiUrl(path, params = {}) {
   return url;
 }
 
+const KEY_STORAGE = "callbridge.apiKey";
+
+/** The API key the console calls with (kept in this browser's localStorage), or "". */
+export function apiKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return "";
+  }
+}
+
+/** Headers that authenticate a request with the stored API key. */
+export function authHeaders() {
+  const key = apiKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+/**
+ * Ask for an API key (a form at the top of the page). Shown when there is none, or when the
+ * server refused the stored one; saving it reloads the page.
+ */
+export function askForKey(message) {
+  if (document.getElementById("api-key-form")) {
+    return;
+  }
+  const input = el("input", {
+    id: "api-key",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "cb_…",
+    required: true,
+  });
+  const form = el(
+    "form",
+    { id: "api-key-form", class: "key-form", "aria-labelledby": "api-key-title" },
+    el("p", { id: "api-key-title" }, message),
+    el("label", { for: "api-key" }, "API key"),
+    " ",
+    input,
+    " ",
+    el("button", { type: "submit" }, "Use this key"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    try {
+      localStorage.setItem(KEY_STORAGE, input.value.trim());
+    } catch {
+      // storage refused (private mode): the key lasts for this page only
+    }
+    location.reload();
+  });
+  const main = document.querySelector("main") || document.body;
+  main.prepend(form);
+  input.focus();
+}
+
+function refused(status) {
+  if (status === 401) {
+    askForKey(
+      apiKey()
+        ? "The server refused the stored API key. Enter another one."
+        : "This console needs an API key (callbridge keys create, or the key the server logged at its first start).",
+    );
+  }
+}
+
 /** The API's error message: `{"detail": "…"}`, or FastAPI's list of validation errors. */
 function detailOf(body, status) {
   const detail = body && body.detail;
@@ -36,7 +103,7 @@ function detailOf(body, status) {
 export async function getJSON(url) {
   let response;
   try {
-    response = await fetch(url, { headers: { Accept: "application/json" } });
+    response = await fetch(url, { headers: { Accept: "application/json", ...authHeaders() } });
   } catch (cause) {
     const error = new Error("cannot reach the server", { cause });
     error.status = 0;
@@ -49,6 +116,7 @@ export async function getJSON(url) {
     body = null;
   }
   if (!response.ok) {
+    refused(response.status);
     const error = new Error(detailOf(body, response.status));
     error.status = response.status;
     throw error;
@@ -59,6 +127,120 @@ export async function getJSON(url) {
     throw error;
   }
   return body;
+}
+
+/** POST `body` as JSON to `url`; the parsed answer. Throws like getJSON. */
+export async function postJSON(url, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json", ...authHeaders() },
+    body: JSON.stringify(body),
+  });
+  let answer = null;
+  try {
+    answer = await response.json();
+  } catch {
+    answer = null;
+  }
+  if (!response.ok) {
+    refused(response.status);
+    const error = new Error(detailOf(answer, response.status));
+    error.status = response.status;
+    throw error;
+  }
+  return answer;
+}
+
+/**
+ * Server-Sent Events over fetch, so the request carries the API key (EventSource cannot send
+ * headers). The same surface as EventSource: addEventListener(type, fn) with `{data}`, close(),
+ * readyState, onerror. It never reconnects: the caller decides what to do after "error", which
+ * is also what an ended stream reports.
+ */
+export class EventStream {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSED = 2;
+
+  constructor(url) {
+    this.readyState = EventStream.CONNECTING;
+    this.onerror = null;
+    this.listeners = new Map();
+    this.controller = new AbortController();
+    this.run(url);
+  }
+
+  addEventListener(type, listener) {
+    if (!this.listeners.has(type)) {
+      this.listeners.set(type, []);
+    }
+    this.listeners.get(type).push(listener);
+  }
+
+  close() {
+    this.readyState = EventStream.CLOSED;
+    this.controller.abort();
+  }
+
+  emit(type, event) {
+    for (const listener of this.listeners.get(type) || []) {
+      listener(event);
+    }
+  }
+
+  async run(url) {
+    try {
+      const response = await fetch(url, {
+        headers: { Accept: "text/event-stream", ...authHeaders() },
+        signal: this.controller.signal,
+      });
+      if (!response.ok || !response.body) {
+        refused(response.status);
+        throw new Error(`HTTP ${response.status}`);
+      }
+      this.readyState = EventStream.OPEN;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) {
+          break;
+        }
+        buffer += value;
+        let end = buffer.indexOf("\n\n");
+        while (end >= 0) {
+          this.dispatch(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          end = buffer.indexOf("\n\n");
+        }
+      }
+    } catch {
+      // aborted by close(), or the connection failed: both end below
+    }
+    if (this.readyState !== EventStream.CLOSED) {
+      this.readyState = EventStream.CLOSED;
+      const event = { type: "error" };
+      this.emit("error", event);
+      if (this.onerror) {
+        this.onerror(event);
+      }
+    }
+  }
+
+  dispatch(block) {
+    let type = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) {
+        type = line.slice(6).trim();
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(5).replace(/^ /, ""));
+      }
+    }
+    if (data.length && this.readyState !== EventStream.CLOSED) {
+      this.emit(type, { type, data: data.join("\n") });
+    }
+  }
 }
 
 /** Seconds as [h:]m:ss.t, e.g. 65.3 → "1:05.3"; "—" when unknown. */
