@@ -300,7 +300,7 @@ async def _apply(target: JournalStore | JournalTx, op: _Op) -> None:
     match op:
         case _Started(existing=True):
             fields = {k: v for k, v in op.fields.items() if k not in ("carrier", "started_at")}
-            await target.update_call(op.call_id, **fields)
+            await target.update_call(op.call_id, **{"status": "in-progress", **fields})
         case _Started():
             await target.create_call(op.call_id, **op.fields)
         case _Updated():

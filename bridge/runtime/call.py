@@ -42,6 +42,7 @@ from bridge.errors import (
     CarrierStartRefused,
     EngineUnavailable,
 )
+from bridge.journal.models import DEFAULT_ORG
 from bridge.runtime.link import CarrierLink, make_link
 from bridge.runtime.services import Services
 from bridge.session import actions as act
@@ -146,7 +147,7 @@ class CallRuntime:
             carrier=self.codec.carrier,
             started_at=started_at,
             existing=existing,
-            org_id=self.agent.organization if self.agent else (self._org or "default"),
+            org_id=self._org or DEFAULT_ORG,
             agent=self.agent.name if self.agent else self._params.get("agent"),
             call_sid=start.call_sid or None,
             stream_sid=start.stream_sid,
@@ -213,7 +214,9 @@ class CallRuntime:
         """Resolve agent, prompt and engine; return why the call cannot go on, or None."""
         services = self.services
         try:
-            agent = services.agents.get(self._params.get("agent"), self._org)
+            # A stream that did not prove its organization (the signed token) reaches only the
+            # default organization's agents: naming another tenant's agent is not enough.
+            agent = services.agents.get(self._params.get("agent"), self._org or DEFAULT_ORG)
             self.agent = agent
             rendered = render_agent(agent, self._params)
             engine, engine_format = services.make_engine(
