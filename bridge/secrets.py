@@ -115,7 +115,8 @@ class SecretBox:
             return None
         payload, expiry, mac = parts
         expires_at = int(expiry)
-        if not hmac.compare_digest(mac, self._mac(purpose, payload, expires_at)):
+        expected = self._mac(purpose, payload, expires_at).encode()
+        if not hmac.compare_digest(mac.encode("utf-8", "replace"), expected):
             return None
         return payload if now < expires_at else None
 

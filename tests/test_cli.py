@@ -37,3 +37,48 @@ def test_bad_setting_is_reported_not_raised(
     monkeypatch.setenv("CALLBRIDGE_PORT", "eighty")
     assert main(["serve"]) == 2
     assert "CALLBRIDGE_PORT must be a number" in capsys.readouterr().err
+
+
+def test_keys_create_list_revoke(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from bridge.journal.control import ControlStore
+    from bridge.journal.store import JournalStore
+    from bridge.secrets import hash_api_key
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}"
+    monkeypatch.setenv("CALLBRIDGE_DATABASE_URL", url)
+    assert main(["keys", "create", "--org", "acme", "--scope", "write", "--name", "ci"]) == 0
+    out, err = capsys.readouterr()
+    key = out.strip()
+    assert key.startswith("cb_") and "organization acme, scope write" in err
+    key_id = err.split()[1].rstrip(",")
+
+    async def stored() -> tuple[str, str, bool]:
+        store = await JournalStore.open(url)
+        try:
+            row = await ControlStore(store).key_by_hash(hash_api_key(key))
+            return (row.org_id, row.scope, True) if row else ("", "", False)
+        finally:
+            await store.close()
+
+    assert asyncio.run(stored()) == ("acme", "write", True)
+    assert main(["keys", "list", "--org", "acme"]) == 0
+    listing = capsys.readouterr().out
+    assert key_id in listing and f"…{key[-4:]}" in listing and key not in listing
+    assert main(["keys", "revoke", key_id, "--org", "default"]) == 1  # another org's key
+    assert "no key" in capsys.readouterr().err
+    assert main(["keys", "revoke", key_id, "--org", "acme"]) == 0
+    assert asyncio.run(stored())[2] is False
+    assert main(["keys", "create", "--org", "Not Valid"]) == 2
+
+
+def test_keys_secret_prints_a_fernet_key(capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.secrets import SecretBox
+
+    assert main(["keys", "secret"]) == 0
+    key = capsys.readouterr().out.strip()
+    box = SecretBox([key])
+    assert box.open(box.seal(b"token")) == b"token"

@@ -124,7 +124,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        # Keep the exception's headers: WWW-Authenticate on 401, Retry-After on 429.
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> dict[str, object]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import struct
 import sys
@@ -104,6 +105,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="whole call (60)")
     p.add_argument("--api", help="bridge REST base URL (default: from --url, ws→http, path /)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("CALLBRIDGE_API_KEY"),
+        help="API key (read scope) for the journal (default: $CALLBRIDGE_API_KEY)",
+    )
     p.add_argument("--no-journal", action="store_true", help="do not fetch the call's journal")
     p.add_argument("--out-wav", type=Path, metavar="PATH", help="write what the caller heard")
     p.add_argument("--fast", action="store_true", help="send the WAV faster than real time")
@@ -179,7 +185,7 @@ async def run_simulate(
         status = max(status, _write_heard(caller, args.out_wav))
     if not args.no_journal:
         api = (args.api or default_api_url(args.url)).rstrip("/")
-        await _print_journal(api, wire.call_sid, transport)
+        await _print_journal(api, wire.call_sid, transport, args.api_key)
     return status
 
 
@@ -258,12 +264,21 @@ def _write_heard(caller: SimulatedCaller, path: Path) -> int:
 
 
 async def _print_journal(
-    api: str, call_sid: str, transport: httpx.AsyncBaseTransport | None
+    api: str, call_sid: str, transport: httpx.AsyncBaseTransport | None, key: str | None = None
 ) -> None:
     """Fetch and print the call's journal; the journal is written off the hot path, so poll."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        async with httpx.AsyncClient(base_url=api, timeout=5.0, transport=transport) as http:
+        async with httpx.AsyncClient(
+            base_url=api, timeout=5.0, transport=transport, headers=headers
+        ) as http:
             detail = await _fetch_call(http, call_sid)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code in (401, 403):
+            print(f"journal: {api} refused the API key: pass --api-key (or CALLBRIDGE_API_KEY)")
+        else:
+            print(f"journal: not available from {api} ({exc})")
+        return
     except (httpx.HTTPError, ValueError) as exc:
         print(f"journal: not available from {api} ({str(exc) or type(exc).__name__})")
         return
