@@ -29,7 +29,7 @@ from bridge.journal.models import (
     RoutingRule,
     utcnow,
 )
-from bridge.journal.store import JournalStore, NotFound
+from bridge.journal.store import Conflict, JournalStore, NotFound
 
 __all__ = ["ControlStore"]
 
@@ -43,12 +43,20 @@ class ControlStore:
     # -- organizations and keys ----------------------------------------------------------------
 
     async def ensure_org(self, org: str, name: str | None = None) -> Organization:
-        async with self._journal.transaction("ensure_org") as tx:
-            row = await tx.session.get(Organization, org)
-            if row is None:
-                row = Organization(id=org, name=name or org, created_at=utcnow())
-                tx.session.add(row)
-            return row
+        try:
+            async with self._journal.transaction("ensure_org") as tx:
+                row = await tx.session.get(Organization, org)
+                if row is None:
+                    row = Organization(id=org, name=name or org, created_at=utcnow())
+                    tx.session.add(row)
+                return row
+        except Conflict:
+            # Created concurrently (workers starting on a fresh journal): it exists now.
+            async with self._journal.transaction("ensure_org") as tx:
+                found = await tx.session.get(Organization, org)
+            if found is None:
+                raise
+            return found
 
     async def list_orgs(self) -> list[Organization]:
         async with self._journal.transaction("list_orgs") as tx:

@@ -364,9 +364,10 @@ def _records_of(model: type[_Record], call_id: str) -> Select[_Record]:
 
 
 def _add_missing_columns(conn: Connection) -> None:
-    """Additive schema upgrades: a column the models have and an existing table lacks is added
-    (every such column is nullable or has a server default). Nothing is ever dropped or changed;
-    a change that needs more than this gets a real migration."""
+    """Additive schema upgrades: a column (or index) the models have and an existing table lacks
+    is added (every such column is nullable or has a server default). Nothing is ever dropped or
+    changed; a change that needs more than this gets a real migration. A new index on a big
+    table is built at the first start of the new version (PostgreSQL locks writes meanwhile)."""
     inspector = inspect(conn)
     preparer = conn.dialect.identifier_preparer
     for table in Base.metadata.sorted_tables:
@@ -385,6 +386,11 @@ def _add_missing_columns(conn: Connection) -> None:
                     f"ADD COLUMN {preparer.quote(column.name)} {kind}{default}"
                 )
             )
+        # create_all skips a table that exists, and with it the indexes added since.
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -15,7 +15,7 @@ import httpx
 
 from bridge.api.app import create_app
 from bridge.config import Settings
-from tests.auth import SECRET_KEY, api_key
+from tests.auth import SECRET_KEY, api_key, bearer
 from tests.browser.conftest import REPO, LaunchBrowser, OpenPage
 from tests.e2e.webrtc_caller import loopback_ice
 from tests.servers import serve
@@ -88,7 +88,7 @@ async def test_browser_calls_the_demo_agent(
 
         await until(lambda: call_id not in app.state.services.live_calls, 10, "the call's end")
         await app.state.services.journal.flush()
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=base, timeout=10, headers=bearer(key)) as http:
             call = (await http.get(f"/v1/calls/{call_id}")).json()
         user_text = await user_turn.text_content()
         reply_text = await agent_reply.text_content()

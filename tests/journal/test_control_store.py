@@ -6,6 +6,7 @@ missing one. The unscoped lookups (``key_by_hash``, ``number_by_e164``) find the
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,15 @@ async def test_ensure_org_is_idempotent(control: ControlStore) -> None:
     assert (again.id, again.name) == ("acme", "Acme Corp")  # the first name stays
     orgs = await control.list_orgs()
     assert [(org.id, org.name) for org in orgs] == [("acme", "Acme Corp"), ("default", "default")]
+
+
+async def test_ensure_org_is_safe_when_raced(control: ControlStore) -> None:
+    # Workers starting on a fresh journal all ensure the default organization at once.
+    for attempt in range(5):
+        org = f"race-{attempt}"
+        rows = await asyncio.gather(*(control.ensure_org(org) for _ in range(4)))
+        assert {row.id for row in rows} == {org}
+    assert len(await control.list_orgs()) == 5
 
 
 async def test_keys_are_found_by_hash_until_revoked(control: ControlStore) -> None:
@@ -458,5 +468,7 @@ async def test_open_adds_the_control_plane_columns_to_an_old_calls_table(tmp_pat
 
     with sqlite3.connect(path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(calls)")}
     db.close()
     assert {"org_id", "direction", "campaign_id"} <= columns
+    assert {"ix_calls_org_id_started_at", "ix_calls_started_at", "ix_calls_call_sid"} <= indexes
