@@ -19,7 +19,17 @@ from bridge import __version__
 from bridge.agents.loader import AgentRegistry
 from bridge.agents.model import Agent
 from bridge.api import agents as agents_api
-from bridge.api import calls, credentials, demo, keys, media, numbers, twilio_hooks, webrtc
+from bridge.api import (
+    calls,
+    credentials,
+    demo,
+    events,
+    keys,
+    media,
+    numbers,
+    twilio_hooks,
+    webrtc,
+)
 from bridge.api.audiosocket import start_audiosocket_listener
 from bridge.api.auth import Authenticator
 from bridge.api.console import mount_console
@@ -152,6 +162,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(numbers.routing_router)
     app.include_router(credentials.router)
     app.include_router(twilio_hooks.router)
+    app.include_router(events.router)
     app.include_router(media.router)
     app.include_router(demo.router)
     mount_console(app)

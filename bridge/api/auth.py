@@ -25,6 +25,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from bridge.journal.control import ControlStore
 from bridge.journal.models import SCOPES
@@ -140,7 +141,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_authenticator(request: Request) -> Authenticator:
+def get_authenticator(request: HTTPConnection) -> Authenticator:
     auth = getattr(request.app.state, "auth", None)
     if not isinstance(auth, Authenticator):
         raise RuntimeError("app.state.auth is not set to an Authenticator")

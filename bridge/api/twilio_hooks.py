@@ -243,6 +243,7 @@ async def call_status(request: Request) -> Response:
     form = await _form(request)
     call = await _call_of(request, form.get("CallSid", ""))
     await _verify(request, form, call.org_id)
+    services.journal.feed.note_org(call.id, call.org_id)  # for /v1/events subscribers
     status = form.get("CallStatus", "")
     data = {
         key: form[name]
@@ -285,6 +286,7 @@ async def stream_status(request: Request) -> Response:
     form = await _form(request)
     call = await _call_of(request, form.get("CallSid", ""))
     await _verify(request, form, call.org_id)
+    services.journal.feed.note_org(call.id, call.org_id)  # for /v1/events subscribers
     data = {
         key: form[name]
         for key, name in (

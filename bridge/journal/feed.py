@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from bridge.session.actions import JournalAction, JournalEvent, JournalToolCall, JournalTurn
@@ -30,6 +30,7 @@ from bridge.session.actions import JournalAction, JournalEvent, JournalToolCall,
 __all__ = ["FINAL", "JournalFeed", "Message", "Subscription", "message_of"]
 
 Message = dict[str, Any]
+MAX_NOTED_ORGS = 100_000
 FINAL = "final"
 """Key set (True) on a ``status`` message that ends its call."""
 
@@ -67,16 +68,23 @@ def message_of(action: JournalAction) -> Message:
 class Subscription:
     """Messages of one call (or of every call: ``call_id`` None), in order."""
 
-    def __init__(self, feed: JournalFeed, call_id: str | None, queue_size: int) -> None:
+    def __init__(
+        self,
+        feed: JournalFeed,
+        call_id: str | None,
+        queue_size: int,
+        where: Callable[[Message], bool] | None = None,
+    ) -> None:
         self._feed = feed
         self.call_id = call_id
+        self._where = where
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self.limit = queue_size
         """Most messages waiting to be read; one more and the subscriber is cut off."""
         self.overflowed = False
 
     def _offer(self, message: Message) -> None:
-        if self.overflowed:
+        if self.overflowed or (self._where is not None and not self._where(message)):
             return
         if self._queue.qsize() >= self.limit:  # what was read so far stays a whole prefix
             self.overflowed = True
@@ -158,6 +166,13 @@ class JournalFeed:
         """The feed holds this call's messages from its start (live, or finished lately)."""
         return call_id in self._backlogs
 
+    def note_org(self, call_id: str, org: str) -> None:
+        """Remember the organization of a call the feed did not see start (its messages from a
+        carrier's status callback, say), so organization-filtered subscribers get them."""
+        self._orgs[call_id] = org
+        while len(self._orgs) > MAX_NOTED_ORGS:
+            self._orgs.pop(next(iter(self._orgs)))
+
     def org_of(self, call_id: str) -> str | None:
         """The organization of a call the feed holds (``None``: unknown to the feed)."""
         return self._orgs.get(call_id)
@@ -167,10 +182,13 @@ class JournalFeed:
         return call_id in self._finished
 
     @contextlib.contextmanager
-    def subscribe(self, call_id: str | None = None) -> Iterator[Subscription]:
+    def subscribe(
+        self, call_id: str | None = None, *, where: Callable[[Message], bool] | None = None
+    ) -> Iterator[Subscription]:
         """Messages of ``call_id`` from its start (its backlog first), or of every call from
-        now on (``None``)."""
-        subscription = Subscription(self, call_id, self._queue_size)
+        now on (``None``); with ``where``, only the messages it accepts (decided as they are
+        published, so others never fill the subscriber's queue)."""
+        subscription = Subscription(self, call_id, self._queue_size, where)
         if call_id is None:
             self._everything.add(subscription)
         else:
