@@ -7,9 +7,11 @@ media stream with the simulator's Twilio caller — the whole path of an inbound
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import textwrap
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import connect
 
 from bridge.api.app import create_app
 from bridge.config import Settings
@@ -269,9 +272,22 @@ async def test_status_callbacks_follow_a_call_that_never_streamed(bridge: Bridge
     params = twilio.voice_params(to=ACME_NUMBER, from_=CALLER)
     call_id = stream_of((await twilio.post("/twilio/voice", params)).text).parameters["call_id"]
     sid = params["CallSid"]
-    assert (await twilio.status(sid, "in-progress")).status_code == 204
-    assert (await bridge.call(call_id))["status"] == "in-progress"
-    assert (await twilio.status(sid, "canceled", CallDuration="0")).status_code == 204
+    await bridge.flush()
+    bridge.app.state.services.journal.feed._orgs.clear()  # as on another worker: org unknown
+    events_url = twilio.loopback(PUBLIC + "/v1/events").replace("http", "ws", 1)
+    async with connect(events_url, additional_headers=bridge.acme) as events:
+        await asyncio.sleep(0.1)
+        assert (await twilio.status(sid, "in-progress")).status_code == 204
+        assert (await bridge.call(call_id))["status"] == "in-progress"
+        assert (await twilio.status(sid, "canceled", CallDuration="0")).status_code == 204
+        seen = [json.loads(await asyncio.wait_for(events.recv(), 5)) for _ in range(4)]
+    assert [(m["type"], m.get("status") or m.get("kind")) for m in seen] == [
+        ("event", "carrier_status"),
+        ("status", "in-progress"),
+        ("event", "carrier_status"),
+        ("status", "canceled"),
+    ]
+    assert {m["call_id"] for m in seen} == {call_id}
     call = await bridge.call(call_id)
     assert call["status"] == "canceled" and call["end_reason"] == "twilio: canceled"
     assert call["ended_at"] is not None
