@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from bridge.api.auth import Admin, Reader
-from bridge.api.errors import ERROR_RESPONSES, ErrorOut, store_errors
+from bridge.api.errors import ERROR_RESPONSES, ErrorOut, invalid, store_errors
 from bridge.api.keys import Control
 from bridge.journal.control import ControlStore
 from bridge.journal.models import Credential
@@ -102,7 +102,7 @@ async def put_credential(  # noqa: PLR0917 (FastAPI injects each by name)
     given = body.model_dump(exclude_none=True)
     wanted = PROVIDER_FIELDS[provider]
     if set(given) != set(wanted):
-        raise HTTPException(422, detail=f"{provider} needs exactly: {', '.join(wanted)}")
+        raise invalid(("body",), f"{provider} needs exactly: {', '.join(wanted)}")
     box = get_secrets(request)
     sealed = box.seal(orjson.dumps(given))
     hints = {name: last4(value) for name, value in given.items()}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body
+
+from bridge.api.errors import invalid
 
 router = APIRouter(prefix="/demo/tools", tags=["demo"])
 
@@ -20,10 +22,10 @@ _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 async def book_appointment(payload: dict[str, Any] = Body(...)) -> dict[str, str]:  # noqa: B008
     arguments = payload.get("arguments")
     if not isinstance(arguments, dict):
-        raise HTTPException(422, "arguments must be an object")
+        raise invalid(("body", "arguments"), "arguments must be an object")
     day, time = str(arguments.get("day", "")).strip(), str(arguments.get("time", "")).strip()
     if not day or not time:
-        raise HTTPException(422, "day and time are required")
+        raise invalid(("body", "arguments"), "day and time are required")
     digest = hashlib.sha256(f"{payload.get('call_id')}/{day}/{time}".encode()).digest()
     code = " ".join(_DIGITS[b % 10] for b in digest[:3])
     return {"status": "booked", "day": day, "time": time, "confirmation": code}

@@ -10,11 +10,21 @@ from pydantic import BaseModel
 
 from bridge.journal.store import Conflict, JournalError, NotFound
 
-__all__ = ["ERROR_RESPONSES", "ErrorOut", "store_errors", "unavailable"]
+__all__ = ["ERROR_RESPONSES", "ErrorOut", "invalid", "store_errors", "unavailable"]
 
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+def invalid(where: tuple[str | int, ...], message: str, value: object = None) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors (``{"detail": [{"loc", "msg",
+    "type"}]}``), so every 422 of the API has one schema — ``where`` is the ``loc``, e.g.
+    ``("body", "inbound_agent")``."""
+    item: dict[str, object] = {"loc": list(where), "msg": message, "type": "value_error"}
+    if value is not None:
+        item["input"] = value
+    return HTTPException(422, detail=[item])
 
 
 def unavailable(exc: JournalError) -> HTTPException:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from bridge.api.auth import Admin, Reader, Writer
-from bridge.api.errors import ERROR_RESPONSES, ErrorOut, store_errors
+from bridge.api.errors import ERROR_RESPONSES, ErrorOut, invalid, store_errors
 from bridge.api.keys import Control
 from bridge.errors import ConfigError
 from bridge.journal.models import E164
@@ -42,7 +42,7 @@ numbers_router = APIRouter(prefix="/v1/numbers", tags=["numbers"], responses=ERR
 routing_router = APIRouter(prefix="/v1/routing-rules", tags=["routing"], responses=ERROR_RESPONSES)
 
 
-def check_agent(request: Request, org: str, name: str | None) -> None:
+def check_agent(request: Request, org: str, name: str | None, field: str = "inbound_agent") -> None:
     """422 unless ``name`` is one of ``org``'s agents (``None`` passes)."""
     if name is None:
         return
@@ -50,7 +50,7 @@ def check_agent(request: Request, org: str, name: str | None) -> None:
     try:
         services.agents.get(name, org)
     except ConfigError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
+        raise invalid(("body", field), str(exc), name) from None
 
 
 # --- numbers -------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ async def update_number(
     changes = body.model_dump(exclude_unset=True)
     for flag in ("active", "outbound_only"):
         if flag in changes and changes[flag] is None:
-            raise HTTPException(422, detail=f"{flag} must be true or false")
+            raise invalid(("body", flag), f"{flag} must be true or false")
     check_agent(request, principal.org, changes.get("inbound_agent"))
     with store_errors():
         row = await control.update_number(principal.org, number_id, **changes)
@@ -207,7 +207,9 @@ async def _check_number(control: Control, org: str, number: str) -> None:
     with store_errors():
         attached = await control.org_number(org, number)
     if attached is None:
-        raise HTTPException(422, detail=f"number {number} is not attached to this organization")
+        raise invalid(
+            ("body", "number"), f"number {number} is not attached to this organization", number
+        )
 
 
 @routing_router.get("", response_model=RuleListOut, summary="List routing rules")
@@ -223,7 +225,7 @@ async def list_rules(
 async def create_rule(
     body: RuleIn, request: Request, principal: Admin, control: Control
 ) -> RuleOut:
-    check_agent(request, principal.org, body.agent)
+    check_agent(request, principal.org, body.agent, "agent")
     await _check_number(control, principal.org, body.number)
     with store_errors():
         row = await control.add_rule(principal.org, **body.model_dump())
@@ -246,10 +248,10 @@ async def update_rule(
     changes = body.model_dump(exclude_unset=True)
     for field in ("agent", "priority", "active"):
         if field in changes and changes[field] is None:
-            raise HTTPException(422, detail=f"{field} cannot be null")
+            raise invalid(("body", field), f"{field} cannot be null")
     if changes.get("context") is None:
         changes.pop("context", None)
-    check_agent(request, principal.org, changes.get("agent"))
+    check_agent(request, principal.org, changes.get("agent"), "agent")
     with store_errors():
         row = await control.update_rule(principal.org, rule_id, **changes)
     return RuleOut.model_validate(row)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from bridge.api.auth import Reader, Writer
+from bridge.api.errors import invalid
 from bridge.carriers.webrtc.codec import WebRTCCodec
 from bridge.carriers.webrtc.peer import BrowserPeer, check_offer
 from bridge.errors import ConfigError
@@ -88,11 +89,11 @@ async def webrtc_offer(offer: OfferIn, request: Request, principal: Writer) -> A
     try:
         agent = services.agents.get(offer.agent, principal.org)
     except ConfigError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise invalid(("body", "agent"), str(exc), offer.agent) from None
     try:
         check_offer(offer.sdp, offer.type)
     except ValueError as exc:
-        raise HTTPException(422, f"unusable SDP offer: {exc}") from None
+        raise invalid(("body", "sdp"), f"unusable SDP offer: {exc}") from None
     call_id = new_call_id()
     slot = contextlib.ExitStack()  # the call's admission, held until its task ends
     if not slot.enter_context(admit(services, call_id, WebRTCCodec.carrier)):
@@ -111,7 +112,7 @@ async def webrtc_offer(offer: OfferIn, request: Request, principal: Writer) -> A
     except ValueError as exc:  # what check_offer could not see (aiortc's own negotiation)
         slot.close()
         await peer.close()
-        raise HTTPException(422, f"unusable SDP offer: {exc}") from None
+        raise invalid(("body", "sdp"), f"unusable SDP offer: {exc}") from None
     calls: dict[asyncio.Task[Any], BrowserPeer] = request.app.state.browser_calls
     task = asyncio.create_task(_run(services, peer, call_id, slot), name=f"webrtc-{call_id}")
     calls[task] = peer

@@ -103,20 +103,23 @@ async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
 
 
 def detail(response: httpx.Response, status: int) -> str:
-    """The response's status is ``status`` and its body ``{"detail": <str>}``: that string."""
+    """The response's status is ``status`` and its body ``{"detail": <str>}``: that string.
+    A 422 always has FastAPI's validation shape (a list of ``{loc, msg, type}``): its messages."""
     assert response.status_code == status, response.text
     body = response.json()
     assert list(body) == ["detail"], body
-    assert isinstance(body["detail"], str) and body["detail"]
-    return str(body["detail"])
+    value = body["detail"]
+    if status == 422:
+        assert isinstance(value, list) and value, body
+        assert all({"loc", "msg", "type"} <= set(item) for item in value), body
+        return "; ".join(str(item["msg"]) for item in value)
+    assert isinstance(value, str) and value
+    return str(value)
 
 
 def invalid(response: httpx.Response) -> None:
-    """A 422: FastAPI's validation list or our own message, always under ``detail``."""
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert list(body) == ["detail"], body
-    assert isinstance(body["detail"], str | list) and body["detail"]
+    """A 422: FastAPI's validation list (ours too), under ``detail``."""
+    detail(response, 422)
 
 
 def unauthorized(response: httpx.Response) -> None:

@@ -150,8 +150,8 @@ async def test_offer_errors(tmp_path: Path, loopback_ice: None) -> None:
         )
         await bridge.flush_journal()
         calls = (await bridge.http.get("/v1/calls")).json()["calls"]
-    assert bad_sdp.status_code == 422 and "SDP" in bad_sdp.json()["detail"], bad_sdp.text
-    assert unknown.status_code == 422 and "nobody" in unknown.json()["detail"], unknown.text
+    assert bad_sdp.status_code == 422 and "SDP" in bad_sdp.json()["detail"][0]["msg"], bad_sdp.text
+    assert unknown.status_code == 422 and "nobody" in unknown.json()["detail"][0]["msg"]
     assert answer.status_code == 422
     assert full.status_code == 503 and full.json() == {"detail": "callbridge is at capacity"}
     assert [(c["carrier"], c["status"]) for c in calls] == [("webrtc", "rejected")]
