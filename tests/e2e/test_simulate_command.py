@@ -47,6 +47,8 @@ async def test_simulate_prints_transcript_and_latency(
                 str(out_wav),
                 "--timeout",
                 "40",
+                "--api-key",
+                bridge.http.headers["Authorization"].removeprefix("Bearer "),
             ]
         )
         code = await simulate_cli.run_simulate(args)
@@ -71,6 +73,7 @@ async def test_simulate_says_sentences_to_the_offline_demo_agent(
             [
                 *("simulate", "--url", bridge.ws_url, "--timeout", "60", "--quiet", "1.2"),
                 *("--say", "what are your opening hours", "--say", "no thank you that is all"),
+                *("--api-key", bridge.http.headers["Authorization"].removeprefix("Bearer ")),
             ]
         )
         code = await simulate_cli.run_simulate(args)
