@@ -12,10 +12,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bridge.simulate.caller import SimulatedCaller, frame_rms
+from bridge.simulate.caller import SimulatedCaller
 from tests.e2e.conftest import Bridge, greeting
 from tests.e2e.lines import silence
-from tests.e2e.test_offline_engine import ASK_DAY, GOODBYE, HEARD, demo_bridge, hear
+from tests.e2e.test_offline_engine import (
+    ASK_DAY,
+    GOODBYE,
+    GREETING_FIRST,
+    HEARD,
+    demo_bridge,
+    first_sentence,
+    hear,
+)
 from tests.speech import recognize_ulaw8k, synthesize_ulaw8k, word_ratio
 from tests.waiting import until
 
@@ -24,28 +32,6 @@ __all__ = [
 ]  # fmt: skip
 
 MakeCaller = Callable[[Bridge], SimulatedCaller]
-
-GREETING_FIRST = "thank you for calling riverside dental"
-"""The greeting's first sentence: what the conversation check recognises of the greeting.
-
-espeak-ng carries state from one synthesis to the next (its output for the same text differs
-with what it said before, even across ``espeak_Initialize``; measured: three different renderings
-of one sentence in a row, the same sequence in every process). Some renderings of the second
-sentence defeat the grammar judge entirely (no hypothesis), and which test gets one depends on
-the suite's order. The first sentence, cut at its pause, was recognised in every rendering seen;
-the whole greeting must still have played (its length), and the answer is judged whole."""
-
-
-def first_sentence(ulaw: bytes, pause_frames: int = 10) -> bytes:
-    """``ulaw`` up to the first pause of ``pause_frames`` × 20 ms after speech began."""
-    quiet, speaking = 0, False
-    for end in range(160, len(ulaw) + 1, 160):
-        voiced = frame_rms(ulaw[end - 160 : end]) > 300
-        speaking = speaking or voiced
-        quiet = 0 if voiced else quiet + 1
-        if speaking and quiet >= pause_frames:
-            return ulaw[:end]
-    return ulaw
 
 
 async def conversation_call(

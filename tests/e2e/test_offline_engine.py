@@ -20,6 +20,7 @@ import pytest
 from bridge.api.app import create_app
 from bridge.audio.espeak import EXECUTOR, synthesize_ulaw
 from bridge.config import Settings
+from bridge.simulate.caller import frame_rms
 from tests.auth import SECRET_KEY, authorize
 from tests.e2e.conftest import Bridge, say
 from tests.e2e.lines import silence
@@ -55,6 +56,29 @@ HEARD = [
     "the weather in paris is sunny and warm",
     "please hold the line",
 ]
+
+
+GREETING_FIRST = "thank you for calling riverside dental"
+"""The greeting's first sentence: what the conversation check recognises of the greeting.
+
+espeak-ng carries state from one synthesis to the next (its output for the same text differs
+with what it said before, even across ``espeak_Initialize``; measured: three different renderings
+of one sentence in a row, the same sequence in every process). Some renderings of the second
+sentence defeat the grammar judge entirely (no hypothesis), and which test gets one depends on
+the suite's order. The first sentence, cut at its pause, was recognised in every rendering seen;
+the whole greeting must still have played (its length), and the answer is judged whole."""
+
+
+def first_sentence(ulaw: bytes, pause_frames: int = 10) -> bytes:
+    """``ulaw`` up to the first pause of ``pause_frames`` × 20 ms after speech began."""
+    quiet, speaking = 0, False
+    for end in range(160, len(ulaw) + 1, 160):
+        voiced = frame_rms(ulaw[end - 160 : end]) > 300
+        speaking = speaking or voiced
+        quiet = 0 if voiced else quiet + 1
+        if speaking and quiet >= pause_frames:
+            return ulaw[:end]
+    return ulaw
 
 
 def hear(ulaw: bytes) -> str:
@@ -95,7 +119,11 @@ async def test_demo_agent_books_an_appointment_and_hangs_up(tmp_path: Path) -> N
         async with caller.connect():
             await caller.wait_for_agent_audio(min_bytes=8000, timeout=15)
             await caller.wait_until_quiet(quiet_s=0.8, timeout=20)
-            greeting = hear(caller.played_ulaw())
+            greeting_audio = caller.played_ulaw()
+            # judged by its first sentence, as the carrier suite does (carrier_suite.py says why)
+            greeting = recognize_ulaw8k(
+                first_sentence(greeting_audio), grammar_words=[*HEARD, GREETING_FIRST]
+            )
             ask_day = await say_and_hear(caller, "I would like to book an appointment")
             ask_time = await say_and_hear(caller, "tomorrow")
             booked_audio = await say_and_get(caller, "ten o'clock", min_bytes=16000)
@@ -105,7 +133,8 @@ async def test_demo_agent_books_an_appointment_and_hangs_up(tmp_path: Path) -> N
             goodbye = hear(bytes(caller.received_audio[mark:]))
         call = await bridge.call_record(caller.call_sid)
 
-    assert word_ratio(greeting, GREETING) >= 0.8, greeting
+    assert len(greeting_audio) >= 8000 * 5, len(greeting_audio)  # both sentences played
+    assert word_ratio(greeting, GREETING_FIRST) >= 0.8, greeting
     assert word_ratio(ask_day, ASK_DAY) >= 0.8, ask_day
     assert word_ratio(ask_time, ASK_TIME) >= 0.8, ask_time
     assert word_ratio(goodbye, GOODBYE) >= 0.8, goodbye
