@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from bridge.journal.control import ControlStore
-from bridge.journal.models import SCOPES
+from bridge.journal.models import SCOPES, scope_includes
 from bridge.journal.store import JournalError
 from bridge.secrets import hash_api_key, looks_like_api_key
 
@@ -52,7 +52,7 @@ class Principal:
     scope: str
 
     def allows(self, scope: str) -> bool:
-        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+        return scope_includes(self.scope, scope)
 
 
 class _Bucket:

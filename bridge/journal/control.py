@@ -122,29 +122,16 @@ class ControlStore:
 
     async def add_number(self, org: str, **fields: Any) -> PhoneNumber:
         """Attach a number (raises :class:`~bridge.journal.store.Conflict` if it is taken)."""
-        await self.ensure_org(org)
-        now = utcnow()
-        row = PhoneNumber(id=new_call_id(), org_id=org, created_at=now, updated_at=now, **fields)
-        async with self._journal.transaction("add_number") as tx:
-            tx.session.add(row)
-        return row
+        return await self._add(PhoneNumber, org, fields)
 
     async def get_number(self, org: str, number_id: str) -> PhoneNumber:
-        async with self._journal.transaction("get_number") as tx:
-            return await _owned(tx.session, PhoneNumber, org, number_id, "number")
+        return await self._get(PhoneNumber, org, number_id)
 
     async def update_number(self, org: str, number_id: str, **fields: Any) -> PhoneNumber:
-        async with self._journal.transaction("update_number") as tx:
-            row = await _owned(tx.session, PhoneNumber, org, number_id, "number")
-            for name, value in fields.items():
-                setattr(row, name, value)
-            row.updated_at = utcnow()
-            return row
+        return await self._update(PhoneNumber, org, number_id, fields)
 
     async def delete_number(self, org: str, number_id: str) -> None:
-        async with self._journal.transaction("delete_number") as tx:
-            row = await _owned(tx.session, PhoneNumber, org, number_id, "number")
-            await tx.session.delete(row)
+        await self._delete(PhoneNumber, org, number_id)
 
     async def number_by_e164(self, number: str) -> PhoneNumber | None:
         """The attached number, whatever its organization (a carrier webhook finds its org)."""
@@ -172,29 +159,16 @@ class ControlStore:
             return list(await tx.session.scalars(query))
 
     async def add_rule(self, org: str, **fields: Any) -> RoutingRule:
-        await self.ensure_org(org)
-        now = utcnow()
-        row = RoutingRule(id=new_call_id(), org_id=org, created_at=now, updated_at=now, **fields)
-        async with self._journal.transaction("add_rule") as tx:
-            tx.session.add(row)
-        return row
+        return await self._add(RoutingRule, org, fields)
 
     async def get_rule(self, org: str, rule_id: str) -> RoutingRule:
-        async with self._journal.transaction("get_rule") as tx:
-            return await _owned(tx.session, RoutingRule, org, rule_id, "routing rule")
+        return await self._get(RoutingRule, org, rule_id)
 
     async def update_rule(self, org: str, rule_id: str, **fields: Any) -> RoutingRule:
-        async with self._journal.transaction("update_rule") as tx:
-            row = await _owned(tx.session, RoutingRule, org, rule_id, "routing rule")
-            for name, value in fields.items():
-                setattr(row, name, value)
-            row.updated_at = utcnow()
-            return row
+        return await self._update(RoutingRule, org, rule_id, fields)
 
     async def delete_rule(self, org: str, rule_id: str) -> None:
-        async with self._journal.transaction("delete_rule") as tx:
-            row = await _owned(tx.session, RoutingRule, org, rule_id, "routing rule")
-            await tx.session.delete(row)
+        await self._delete(RoutingRule, org, rule_id)
 
     async def route(
         self, org: str, number: str, caller: str | None
@@ -260,15 +234,43 @@ class ControlStore:
             if result.first() is None:
                 raise NotFound("credential not found", operation="delete_credential")
 
+    # -- the organization-owned rows (numbers, rules): one way to add, get, change, delete ------
+
+    async def _add(self, model: type[_Owned], org: str, fields: Mapping[str, Any]) -> _Owned:
+        await self.ensure_org(org)
+        now = utcnow()
+        row = model(id=new_call_id(), org_id=org, created_at=now, updated_at=now, **fields)
+        async with self._journal.transaction(f"add_{model.__tablename__}") as tx:
+            tx.session.add(row)
+        return row
+
+    async def _get(self, model: type[_Owned], org: str, row_id: str) -> _Owned:
+        async with self._journal.transaction(f"get_{model.__tablename__}") as tx:
+            return await _owned(tx.session, model, org, row_id)
+
+    async def _update(
+        self, model: type[_Owned], org: str, row_id: str, fields: Mapping[str, Any]
+    ) -> _Owned:
+        async with self._journal.transaction(f"update_{model.__tablename__}") as tx:
+            row = await _owned(tx.session, model, org, row_id)
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+            return row
+
+    async def _delete(self, model: type[_Owned], org: str, row_id: str) -> None:
+        async with self._journal.transaction(f"delete_{model.__tablename__}") as tx:
+            await tx.session.delete(await _owned(tx.session, model, org, row_id))
+
 
 _Owned = TypeVar("_Owned", PhoneNumber, RoutingRule)
+_WHAT = {"numbers": "number", "routing_rules": "routing rule"}
 
 
-async def _owned(
-    session: AsyncSession, model: type[_Owned], org: str, row_id: str, what: str
-) -> _Owned:
+async def _owned(session: AsyncSession, model: type[_Owned], org: str, row_id: str) -> _Owned:
     row = await session.get(model, row_id)
     if row is None or row.org_id != org:
         # Another organization's row is as unknown as a missing one.
-        raise NotFound(f"{what} not found", operation=f"get_{what}")
+        what = _WHAT[model.__tablename__]
+        raise NotFound(f"{what} not found", operation=f"get_{model.__tablename__}")
     return row

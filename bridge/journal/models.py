@@ -304,6 +304,11 @@ SCOPES = ("read", "write", "admin")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
+def scope_includes(have: str, need: str) -> bool:
+    """Whether scope ``have`` includes ``need`` (admin ⊃ write ⊃ read)."""
+    return SCOPES.index(have) >= SCOPES.index(need)
+
+
 def is_e164(number: str) -> bool:
     """``+`` then 7 to 15 digits, the first not 0 (ITU-T E.164)."""
     return E164.fullmatch(number) is not None
@@ -334,7 +339,7 @@ class ApiKey(Base):
 
     def allows(self, scope: str) -> bool:
         """Whether this key's scope includes ``scope``."""
-        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+        return scope_includes(self.scope, scope)
 
 
 class PhoneNumber(Base):
