@@ -1,5 +1,5 @@
 """The ``callbridge`` command: ``serve`` runs the server, ``simulate`` places a test call,
-``keys`` manages API keys."""
+``keys`` manages API keys, ``campaign status`` shows dialer campaigns' progress."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bridge.api.asgi import configure_logging
 from bridge.api.keys import issue_key
 from bridge.config import Settings
 from bridge.errors import ConfigError
+from bridge.journal.campaigns import Aggregates, CampaignStore
 from bridge.journal.control import ControlStore
 from bridge.journal.models import DEFAULT_ORG, SCOPES
 from bridge.journal.store import JournalError, JournalStore, NotFound
@@ -36,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
     simulate_cli.add_parser(sub)
     add_keys_parser(sub)
+    campaign = sub.add_parser("campaign", help="dialer campaigns (reads the configured database)")
+    campaign_actions = campaign.add_subparsers(dest="campaign_command", required=True)
+    status = campaign_actions.add_parser("status", help="progress of the organization's campaigns")
+    status.add_argument("campaign_id", nargs="?", help="one campaign (default: all)")
+    status.add_argument("--org", default=DEFAULT_ORG)
     bench = sub.add_parser(
         "bench",
         help="run the benchmark (from a source checkout: bench/)",
@@ -53,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_command(args)
     if args.command == "keys":
         return keys_command(args)
+    if args.command == "campaign":
+        return campaign_command(args)
     return asyncio.run(simulate_cli.run_simulate(args))  # "simulate": argparse allows no other
 
 
@@ -114,6 +122,60 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         await store.close()
+
+
+def campaign_command(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(os.environ)
+        return asyncio.run(_campaign_status(args, settings))
+    except (ConfigError, JournalError) as exc:
+        print(f"callbridge campaign: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _campaign_status(args: argparse.Namespace, settings: Settings) -> int:
+    store = await JournalStore.open(settings.database_url)
+    campaigns = CampaignStore(store, ControlStore(store))
+    try:
+        if args.campaign_id:
+            try:
+                rows = [await campaigns.get(args.org, args.campaign_id)]
+            except NotFound:
+                print(f"callbridge campaign: no campaign {args.campaign_id}", file=sys.stderr)
+                return 1
+        else:
+            rows = await campaigns.all(args.org)
+        if not rows:
+            print(f"no campaigns in {args.org}")
+        for row in rows:
+            for line in campaign_lines(
+                row.id, row.name, row.status, await campaigns.aggregates(row.id)
+            ):
+                print(line)
+        return 0
+    finally:
+        await store.close()
+
+
+def progress_bar(part: int, whole: int, width: int = 30) -> str:
+    """``[#########·····················]  30%`` (whole 0: an empty bar at 0%)."""
+    share = part / whole if whole else 0.0
+    filled = round(share * width)
+    return f"[{'#' * filled}{'·' * (width - filled)}] {share:4.0%}"
+
+
+def campaign_lines(campaign_id: str, name: str, status: str, totals: Aggregates) -> list[str]:
+    """A campaign's progress for a terminal: finished numbers, and successes among them."""
+    minutes, seconds = divmod(round(totals.total_duration_secs), 60)
+    return [
+        f"{name}  ({campaign_id}, {status})",
+        f"  done     {progress_bar(totals.finished, totals.numbers)}  "
+        f"{totals.finished}/{totals.numbers} numbers, {totals.dialing} dialing, "
+        f"{totals.pending} to go",
+        f"  success  {progress_bar(totals.success, totals.numbers)}  "
+        f"{totals.success} reached, {totals.failed} failed, {totals.skipped} skipped; "
+        f"{totals.attempts} calls, {minutes}m{seconds:02d}s talking",
+    ]
 
 
 def bench_command(argv: list[str]) -> int:

@@ -27,11 +27,26 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     agents_dir: Path = Path("agents")
     prompts_dir: Path = Path("prompts")
+    recordings_dir: Path = Path("var/recordings")
+    """Where call recordings go (agents with ``record = true``): one WAV file per call, named
+    after the call id."""
     default_agent: str = "demo"
     openai_api_key: str | None = None
     openai_realtime_url: str = DEFAULT_OPENAI_REALTIME_URL
     openai_base_url: str = "https://api.openai.com/v1"
     """Chat-completions endpoint of the cascaded engine's ``openai`` LLM (any compatible server)."""
+    summary_model: str = "gpt-4o-mini"
+    """Model of post-call summaries made with ``OPENAI_API_KEY`` (an agent's ``[llm]`` wins)."""
+    webhook_timeout_s: float = 10.0
+    """Event webhooks: one delivery attempt's time limit."""
+    webhook_max_attempts: int = 12
+    """Event webhooks: attempts before a delivery is given up (``dead``)."""
+    webhook_backoff_s: float = 2.0
+    """Event webhooks: the wait before the first retry; doubled each time, with jitter."""
+    webhook_backoff_max_s: float = 3600.0
+    """Event webhooks: the longest wait between two attempts."""
+    webhook_poll_s: float = 2.0
+    """How often the webhook and post-call workers look for work other workers queued."""
     elevenlabs_api_key: str | None = None
     elevenlabs_url: str = "https://api.elevenlabs.io"
     """ElevenLabs host: the Agents websocket (ws/wss) and TTS (http/https) derive from it."""
@@ -70,6 +85,8 @@ class Settings:
     twilio_api_url: str = "https://api.twilio.com"
     rate_limit_per_minute: int = 600
     """Requests per minute one API key may make (per worker); beyond it: 429."""
+    campaign_tick_s: float = 1.0
+    """How often the campaign dialer looks for numbers to dial and calls that ended."""
     start_timeout_s: float = 10.0
     """A media stream must send ``start`` within this time."""
     max_calls: int = 200
@@ -95,10 +112,21 @@ class Settings:
             database_url=env.get("CALLBRIDGE_DATABASE_URL") or d.database_url,
             agents_dir=Path(env.get("CALLBRIDGE_AGENTS_DIR", str(d.agents_dir))),
             prompts_dir=Path(env.get("CALLBRIDGE_PROMPTS_DIR", str(d.prompts_dir))),
+            recordings_dir=Path(env.get("CALLBRIDGE_RECORDINGS_DIR") or d.recordings_dir),
             default_agent=env.get("CALLBRIDGE_DEFAULT_AGENT", d.default_agent),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_realtime_url=env.get("CALLBRIDGE_OPENAI_REALTIME_URL") or d.openai_realtime_url,
             openai_base_url=env.get("CALLBRIDGE_OPENAI_BASE_URL") or d.openai_base_url,
+            summary_model=env.get("CALLBRIDGE_SUMMARY_MODEL") or d.summary_model,
+            webhook_timeout_s=number("CALLBRIDGE_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
+            webhook_max_attempts=int(
+                number("CALLBRIDGE_WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts)
+            ),
+            webhook_backoff_s=number("CALLBRIDGE_WEBHOOK_BACKOFF_S", d.webhook_backoff_s),
+            webhook_backoff_max_s=number(
+                "CALLBRIDGE_WEBHOOK_BACKOFF_MAX_S", d.webhook_backoff_max_s
+            ),
+            webhook_poll_s=number("CALLBRIDGE_WEBHOOK_POLL_S", d.webhook_poll_s),
             elevenlabs_api_key=env.get("ELEVENLABS_API_KEY") or None,
             elevenlabs_url=env.get("CALLBRIDGE_ELEVENLABS_URL") or d.elevenlabs_url,
             deepgram_api_key=env.get("DEEPGRAM_API_KEY") or None,
@@ -128,6 +156,7 @@ class Settings:
             rate_limit_per_minute=int(
                 number("CALLBRIDGE_RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute)
             ),
+            campaign_tick_s=number("CALLBRIDGE_CAMPAIGN_TICK_S", d.campaign_tick_s),
             start_timeout_s=number("CALLBRIDGE_START_TIMEOUT_S", d.start_timeout_s),
             max_calls=int(number("CALLBRIDGE_MAX_CALLS", d.max_calls)),
             log_level=env.get("CALLBRIDGE_LOG_LEVEL", d.log_level),

@@ -82,3 +82,47 @@ def test_keys_secret_prints_a_fernet_key(capsys: pytest.CaptureFixture[str]) -> 
     key = capsys.readouterr().out.strip()
     box = SecretBox([key])
     assert box.open(box.seal(b"token")) == b"token"
+
+
+def test_campaign_status_shows_progress_bars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from bridge.journal.campaigns import CampaignStore
+    from bridge.journal.control import ControlStore
+    from bridge.journal.store import JournalStore
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}"
+    monkeypatch.setenv("CALLBRIDGE_DATABASE_URL", url)
+
+    async def seed() -> str:
+        store = await JournalStore.open(url)
+        try:
+            campaigns = CampaignStore(store, ControlStore(store))
+            numbers = [(f"+1555010000{i}", {}) for i in range(4)]
+            row = await campaigns.create("acme", numbers, name="renewals", agent="bot")
+            due = await campaigns.due(row.id, row.created_at, 3)
+            for contact, ok in zip(due, (True, True, False), strict=True):
+                await campaigns.mark_dialing(contact.id, f"01CALL{contact.id:020d}", row.created_at)
+                await campaigns.finish_contact(
+                    contact.id,
+                    status="done" if ok else "failed",
+                    outcome="completed" if ok else "busy",
+                    success=ok,
+                    duration_secs=90.0 if ok else 0.0,
+                )
+            return row.id
+        finally:
+            await store.close()
+
+    campaign_id = asyncio.run(seed())
+    assert main(["campaign", "status", "--org", "acme"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"renewals  ({campaign_id}, draft)"
+    assert "[" + "#" * 22 + "·" * 8 + "]  75%" in out[1] and "3/4 numbers" in out[1]
+    assert "[" + "#" * 15 + "·" * 15 + "]  50%" in out[2]
+    assert "2 reached, 1 failed" in out[2] and "3 calls, 3m00s talking" in out[2]
+    assert main(["campaign", "status", "nope", "--org", "acme"]) == 1
+    assert main(["campaign", "status", "--org", "other"]) == 0
+    assert "no campaigns in other" in capsys.readouterr().out

@@ -18,10 +18,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
+from bridge.agents.builtins import SEND_DTMF, TRANSFER_CALL, is_transfer_target
+from bridge.agents.collect import read_postcall
 from bridge.agents.model import (
+    MACHINE_DETECTION,
+    VOICEMAIL_ACTIONS,
     Agent,
     DialogIntent,
     DialogScript,
@@ -29,6 +33,7 @@ from bridge.agents.model import (
     ElevenLabsSpec,
     PartSpec,
     ToolSpec,
+    VoicemailSpec,
 )
 from bridge.agents.template import check, is_variable_name
 from bridge.errors import ConfigError
@@ -38,7 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SECRET_ENV = "CALLBRIDGE_TOOL_SECRET"
 """Environment variable holding the tool-webhook HMAC secret when an agent names none."""
 
-RESERVED_TOOL_NAMES = frozenset({"end_call"})
+RESERVED_TOOL_NAMES = frozenset({"end_call", TRANSFER_CALL, SEND_DTMF})
 AUDIO_FORMATS = ("pcmu", "pcma", "pcm16/8000", "pcm16/16000", "pcm16/24000")
 """Engine audio formats an agent may ask for (the engine must speak it too)."""
 """Built-in tools an agent may not redefine."""
@@ -127,11 +132,18 @@ _AGENT_KEYS = frozenset(
         "prompt",
         "instructions",
         "initial_message",
+        "initial_message_delay_s",
+        "idle_time_seconds",
+        "max_idle_check_count",
+        "idle_message",
+        "summary",
+        "collect_fields",
         "transcription_model",
         "temperature",
         "end_call",
         "max_duration_s",
         "dtmf_flush_s",
+        "record",
         "audio_format",
         "tool_secret_env",
         "variables",
@@ -145,6 +157,9 @@ _AGENT_KEYS = frozenset(
         "tts",
         "elevenlabs",
         "dialog",
+        "voicemail",
+        "transfer",
+        "send_dtmf",
     }
 )
 ENGINES = ("openai_realtime", "elevenlabs", "pipeline")
@@ -162,6 +177,7 @@ _INTENT_KEYS = frozenset(
     {"name", "examples", "reply", "slots", "tool", "tool_error_reply", "end_call"}
 )
 _SLOT_KEYS = frozenset({"ask", "values"})
+_VOICEMAIL_KEYS = frozenset({"detect", "action", "message"})
 _TOOL_KEYS = frozenset({"name", "description", "webhook", "timeout_s", "parameters"})
 
 
@@ -203,7 +219,7 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
     if engine == "elevenlabs" and elevenlabs is None:
         raise fields.error("elevenlabs", 'is required for engine = "elevenlabs" (agent_id)')
     parts = {kind: _read_part(fields, kind, env) for kind in PART_PROVIDERS}
-    dialog = _read_dialog(fields, {t.name for t in tools})
+    dialog = _read_dialog(fields, _tool_names(tools, raw))
     llm = parts["llm"]
     if engine == "pipeline" and (llm is None or llm.provider == "scripted") and dialog is None:
         raise fields.error("dialog", "is required when the language model is scripted")
@@ -229,8 +245,10 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         prompt_template=prompt_template,
         variables=_read_variables(fields),
         initial_message=initial_message,
+        **_read_behaviour(fields, engine),  # greeting delay, silence checks
         tools=tools,
         tool_secret=tool_secret,
+        **read_postcall(str(path), raw),  # summary, collect_fields
         # an empty string turns transcription of the caller off
         transcription_model=(
             base.transcription_model if transcription is None else transcription or None
@@ -239,6 +257,7 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         end_call_enabled=base.end_call_enabled if end_call is None else end_call,
         max_duration_s=base.max_duration_s if max_duration_s is None else max_duration_s,
         dtmf_flush_s=base.dtmf_flush_s if dtmf_flush_s is None else dtmf_flush_s,
+        record=bool(fields.boolean("record")),
         audio_format=audio_format,
         fallback=fallback,
         keywords=tuple(_strings(fields, "keywords")),
@@ -249,6 +268,9 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         tts=parts["tts"],
         elevenlabs=elevenlabs,
         dialog=dialog,
+        voicemail=_read_voicemail(fields),
+        transfer_targets=_read_transfer(fields),
+        dtmf_tool=bool(fields.boolean("send_dtmf")),
     )
 
 
@@ -348,6 +370,47 @@ def _strings(fields: _Fields, key: str) -> list[str]:
     return list(value)
 
 
+class _Behaviour(TypedDict):
+    """The :class:`~bridge.agents.model.Agent` fields of the greeting delay and silence checks."""
+
+    initial_message_delay_s: float
+    idle_time_seconds: float | None
+    max_idle_check_count: int
+    idle_message: str
+
+
+def _read_behaviour(fields: _Fields, engine: str) -> _Behaviour:
+    base = Agent(name="-")
+    delay = fields.number("initial_message_delay_s", allow_zero=True, high=60.0)
+    idle = fields.number("idle_time_seconds")
+    checks = fields.table.get("max_idle_check_count", base.max_idle_check_count)
+    if isinstance(checks, bool) or not isinstance(checks, int) or checks < 0:
+        raise fields.error(
+            "max_idle_check_count", f"must be an integer of at least 0, got {checks!r}"
+        )
+    message = fields.string("idle_message") or base.idle_message
+    fields.template("idle_message", message)
+    # An ElevenLabs conversation says its first message at once and has no "say this" message:
+    # both are ElevenLabs agent settings (its first message, its turn timeout).
+    if engine == "elevenlabs":
+        for key in ("initial_message_delay_s", "idle_time_seconds"):
+            if fields.table.get(key):
+                raise fields.error(
+                    key, "not supported by engine elevenlabs: set it in the ElevenLabs agent"
+                )
+    if engine == "openai_realtime" and fields.table.get("temperature") is not None:
+        logger.warning(
+            "%s: temperature: OpenAI Realtime (GA) takes no temperature; it is not sent",
+            fields.path,
+        )
+    return {
+        "initial_message_delay_s": base.initial_message_delay_s if delay is None else delay,
+        "idle_time_seconds": idle,
+        "max_idle_check_count": checks,
+        "idle_message": message,
+    }
+
+
 def _read_part(fields: _Fields, kind: str, env: Mapping[str, str]) -> PartSpec | None:
     table = fields.table_of(kind)
     if table is None:
@@ -437,6 +500,54 @@ def _read_dialog(fields: _Fields, tools: set[str]) -> DialogScript | None:
         fallback=dialog.string("fallback") or DialogScript(()).fallback,
         phrases=tuple(_strings(dialog, "phrases")),
     )
+
+
+def _tool_names(tools: tuple[ToolSpec, ...], raw: Mapping[str, Any]) -> set[str]:
+    """The tools a ``[dialog]`` may call: the agent's own and the built-ins it enables."""
+    names = {tool.name for tool in tools}
+    if "transfer" in raw:
+        names.add(TRANSFER_CALL)
+    if raw.get("send_dtmf") is True:
+        names.add(SEND_DTMF)
+    return names
+
+
+def _read_transfer(fields: _Fields) -> dict[str, str]:
+    table = fields.table_of("transfer")
+    if table is None:
+        return {}
+    transfer = _Fields(fields.path, table, "transfer.")
+    transfer.reject_unknown(frozenset({"targets"}))
+    targets = transfer.table_of("targets") or {}
+    out: dict[str, str] = {}
+    for name, target in targets.items():
+        if not _TOOL_NAME.fullmatch(name):
+            raise transfer.error(f"targets.{name}", "target names are letters, digits, _ and -")
+        if not isinstance(target, str) or not is_transfer_target(target):
+            raise transfer.error(
+                f"targets.{name}", f"must be an E.164 number or a SIP URI, got {target!r}"
+            )
+        out[name] = target
+    if not out:
+        raise transfer.error("targets", "must name at least one target")
+    return out
+
+
+def _read_voicemail(fields: _Fields) -> VoicemailSpec | None:
+    table = fields.table_of("voicemail")
+    if table is None:
+        return None
+    vm = _Fields(fields.path, table, "voicemail.")
+    vm.reject_unknown(_VOICEMAIL_KEYS)
+    base = VoicemailSpec()
+    detect = _choice(vm, "detect", MACHINE_DETECTION) or base.detect
+    action = _choice(vm, "action", VOICEMAIL_ACTIONS) or base.action
+    message = vm.string("message")
+    if message is not None:
+        vm.template("message", message)
+    if action == "leave_message" and message is None:
+        raise vm.error("message", 'is required for action = "leave_message"')
+    return VoicemailSpec(detect=detect, action=action, message=message)
 
 
 def _read_prompt(fields: _Fields, prompts_dir: Path) -> str:

@@ -18,6 +18,21 @@ class ToolSpec:
     timeout_s: float = 5.0
 
 
+COLLECT_TYPES = ("string", "number", "boolean", "enum")
+"""Types of a ``[[collect_fields]]`` entry; ``enum`` lists its ``values``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CollectField:
+    """One field the post-call step extracts from a call's transcript (``null`` if not found)."""
+
+    name: str
+    description: str = ""
+    type: str = "string"
+    values: tuple[str, ...] = ()
+    """The allowed values of an ``enum`` field."""
+
+
 @dataclass(frozen=True, slots=True)
 class Agent:
     """One agent, as read from ``agents/<name>.toml`` with its prompt template."""
@@ -35,9 +50,23 @@ class Agent:
     """Default values for prompt variables; a placeholder with no default is required."""
     initial_message: str | None = None
     """When set, the agent speaks first and says this."""
+    initial_message_delay_s: float = 0.0
+    """Say the initial message this long after the engine is ready (skipped if the caller
+    speaks first)."""
+    idle_time_seconds: float | None = None
+    """Silence after which the agent says ``idle_message``; None: never."""
+    max_idle_check_count: int = 2
+    """Unanswered idle messages after which the next silence ends the call."""
+    idle_message: str = "Are you still there?"
+    """A template, like ``initial_message``."""
     tools: tuple[ToolSpec, ...] = ()
     tool_secret: str | None = None
     """HMAC key for ``X-Callbridge-Signature`` on tool webhooks (from the environment)."""
+    collect_fields: tuple[CollectField, ...] = ()
+    """Fields the post-call step extracts from the transcript (``[[collect_fields]]``)."""
+    summary: bool = False
+    """Summarise each call after it ends (the loader's default: on when there are
+    ``collect_fields``)."""
     transcription_model: str | None = "gpt-4o-mini-transcribe"
     temperature: float | None = None
     end_call_enabled: bool = True
@@ -45,6 +74,8 @@ class Agent:
     max_duration_s: float = 3600.0
     dtmf_flush_s: float = 1.5
     """Pressed digits are collected and handed to the model after this pause (or on ``#``)."""
+    record: bool = False
+    """Record each call: a stereo WAV file, caller left and agent right (``record = true``)."""
     audio_format: str | None = None
     """Engine audio format; None = the carrier's own when the engine speaks it (no transcoding)."""
     fallback: str | None = None
@@ -60,6 +91,13 @@ class Agent:
     tts: PartSpec | None = None
     elevenlabs: ElevenLabsSpec | None = None
     dialog: DialogScript | None = None
+    voicemail: VoicemailSpec | None = None
+    """``[voicemail]``: machine detection on outbound calls and what to do on a machine."""
+    transfer_targets: Mapping[str, str] = field(default_factory=dict)
+    """``[transfer] targets``: name → E.164 number or SIP URI the ``transfer_call`` tool may
+    reach (the model chooses by name, never a number of its own)."""
+    dtmf_tool: bool = False
+    """``send_dtmf = true``: offer the ``send_dtmf`` tool (keypad tones, for phone menus)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +121,22 @@ class ElevenLabsSpec:
     """Private agents are reached through a signed URL (needs ``ELEVENLABS_API_KEY``)."""
     overrides: tuple[str, ...] = ("prompt", "first_message")
     voice_id: str | None = None
+
+
+MACHINE_DETECTION = ("off", "detect", "detect_message_end")
+"""``detect``: human or machine as soon as known; ``detect_message_end``: for a machine, wait for
+the end of its greeting (the beep) — the moment to leave a message."""
+VOICEMAIL_ACTIONS = ("hang_up", "leave_message", "continue")
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailSpec:
+    """What an outbound call does when an answering machine picks up."""
+
+    detect: str = "detect_message_end"
+    action: str = "hang_up"
+    message: str | None = None
+    """Said after the beep for ``action = "leave_message"`` (a template, like the prompt)."""
 
 
 @dataclass(frozen=True, slots=True)

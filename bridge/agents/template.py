@@ -48,6 +48,7 @@ class RenderedAgent:
     """Every value the templates could use (agent defaults + the call's own)."""
     history: tuple[tuple[str, str], ...] = ()
     """(role, text) of the conversation so far, when an engine takes over a call."""
+    idle_message: str = "Are you still there?"
 
 
 def is_variable_name(name: str) -> bool:
@@ -88,12 +89,13 @@ def render(template: str, values: Mapping[str, str], *, source: str = "template"
 
 
 def render_agent(agent: Agent, call_variables: Mapping[str, str]) -> RenderedAgent:
-    """Render an agent's prompt and initial message; call variables override agent defaults.
+    """Render an agent's prompt, initial and idle messages; call variables override agent
+    defaults.
 
-    Missing variables of the prompt and of the initial message are reported together.
+    Missing variables of the prompt and of the messages are reported together.
     """
     values = {**agent.variables, **call_variables}
-    needed = placeholders(agent.prompt_template)
+    needed = placeholders(agent.prompt_template) | placeholders(agent.idle_message)
     if agent.initial_message is not None:
         needed |= placeholders(agent.initial_message)
     missing = needed - values.keys()
@@ -104,4 +106,5 @@ def render_agent(agent: Agent, call_variables: Mapping[str, str]) -> RenderedAge
         instructions=render(agent.prompt_template, values),
         initial_message=None if initial is None else render(initial, values),
         variables=values,
+        idle_message=render(agent.idle_message, values),
     )

@@ -21,25 +21,33 @@ from bridge.agents.model import Agent
 from bridge.api import agents as agents_api
 from bridge.api import (
     calls,
+    campaigns,
+    control,
     credentials,
     demo,
     events,
     keys,
     media,
     numbers,
+    recordings,
     twilio_hooks,
+    webhooks,
     webrtc,
 )
 from bridge.api.audiosocket import start_audiosocket_listener
 from bridge.api.auth import Authenticator
 from bridge.api.console import mount_console
 from bridge.api.webrtc import end_browser_calls
+from bridge.carriers.twilio.rest import HttpxTwilioClient
 from bridge.config import Settings
 from bridge.engines.pipeline.local_stt import warm_up as warm_up_recogniser
+from bridge.journal.campaigns import CampaignStore
 from bridge.journal.control import ControlStore
 from bridge.journal.models import DEFAULT_ORG
+from bridge.journal.outbox import Outbox
 from bridge.journal.store import Conflict, JournalStore
 from bridge.journal.writer import JournalWriter
+from bridge.runtime.campaigns import CampaignDialer
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
 from bridge.runtime.services import Services
 from bridge.secrets import SecretBox, hash_api_key, new_api_key
@@ -59,6 +67,7 @@ def create_app(
     env: Mapping[str, str] | None = None,
     engine_factories: Mapping[str, EngineFactory] | None = None,
     http_client: httpx.AsyncClient | None = None,
+    twilio_http: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """Build the app. Agents load and the journal opens when the app starts (lifespan)."""
     environ = dict(os.environ if env is None else env)
@@ -73,7 +82,9 @@ def create_app(
         control = ControlStore(store)
         await control.ensure_org(DEFAULT_ORG)
         app.state.bootstrap_key = await bootstrap_key(control)
-        writer = JournalWriter(store)
+        # webhook events and post-call jobs ride the writer's transactions (api/webhooks.py
+        # runs their workers)
+        writer = JournalWriter(store, outbox=Outbox(store))
         await writer.start()
         client = http_client or httpx.AsyncClient()
         app.state.journal = store
@@ -89,21 +100,16 @@ def create_app(
             engine_factories=dict(engine_factories or ENGINE_FACTORIES),
             control=control,
             secrets=secrets,
+            twilio_http=HttpxTwilioClient(twilio_http or client),
         )
+        dialing = _start_dialer(app, CampaignStore(store, control), settings)
         log.info("callbridge %s ready: agents %s", __version__, ", ".join(agents.names()))
         audiosocket = None
         if settings.audiosocket_port is not None:
             audiosocket = await start_audiosocket_listener(app.state.services)
             app.state.audiosocket_address = audiosocket.sockets[0].getsockname()[:2]
             log.info("AudioSocket listener on %s:%d", *app.state.audiosocket_address)
-        warming = None
-        # The recogniser process costs ≈150 MB: start it early only for agents likely to answer
-        # (the default one, and fallbacks, which must take over fast); others start it cold.
-        likely = {agents.default_name} | {
-            a.fallback for a in map(agents.get, agents.names()) if a.fallback
-        }
-        if any(uses_local_stt(agents.get(name)) for name in likely if name in agents):
-            warming = asyncio.create_task(warm_up_recogniser())
+        warming = _warm_up(agents)
         # Everything loaded so far lives as long as the process: move it out of the collector's
         # sight. Full collections then walk only per-call objects (measured: 45-106 ms stalls of
         # every live call at 50-200 calls without this, 14-22 ms with it).
@@ -114,6 +120,7 @@ def create_app(
         finally:
             if warming is not None:
                 warming.cancel()
+            await _stop(dialing)
             await end_browser_calls(app.state.browser_calls)
             if audiosocket is not None:
                 audiosocket.close()
@@ -154,7 +161,10 @@ def create_app(
 
 
 def _include_routers(app: FastAPI) -> None:
+    app.include_router(control.router)  # before calls: POST /v1/calls is a dial
+    app.include_router(campaigns.router)
     app.include_router(calls.router, tags=["calls"])
+    app.include_router(recordings.router)
     app.include_router(agents_api.router)
     app.include_router(webrtc.router)
     app.include_router(keys.router)
@@ -163,9 +173,39 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(credentials.router)
     app.include_router(twilio_hooks.router)
     app.include_router(events.router)
+    app.include_router(webhooks.router)
     app.include_router(media.router)
     app.include_router(demo.router)
     mount_console(app)
+
+
+def _warm_up(agents: AgentRegistry) -> asyncio.Task[None] | None:
+    """The recogniser process costs ≈150 MB: start it early only for agents likely to answer
+    (the default one, and fallbacks, which must take over fast); others start it cold."""
+    likely = {agents.default_name} | {
+        a.fallback for a in map(agents.get, agents.names()) if a.fallback
+    }
+    if any(uses_local_stt(agents.get(name)) for name in likely if name in agents):
+        return asyncio.create_task(warm_up_recogniser())
+    return None
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _start_dialer(app: FastAPI, campaigns: CampaignStore, settings: Settings) -> asyncio.Task[None]:
+    """The campaign dialer of this worker (campaigns are leased: one worker dials each)."""
+    app.state.campaigns = campaigns
+    app.state.dialer = CampaignDialer(
+        app.state.services,
+        campaigns,
+        base_url=lambda: settings.public_url,
+        tick_s=settings.campaign_tick_s,
+    )
+    return asyncio.create_task(app.state.dialer.run())
 
 
 def load_secret_keys(settings: Settings) -> list[str]:

@@ -9,6 +9,7 @@ call is a 404, exactly like a missing one).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from bridge.api.auth import Reader
 from bridge.api.errors import unavailable
+from bridge.api.recordings import recording_url
 from bridge.journal.feed import FINAL, JournalFeed, Message
 from bridge.journal.models import CallDetail
 from bridge.journal.store import JournalError, JournalStore
@@ -99,13 +101,27 @@ class CallDetailOut(CallOut):
     transcript: list[TurnOut]
     events: list[EventOut]
     tool_calls: list[ToolCallOut]
+    summary: str | None = Field(
+        default=None,
+        description="The post-call summary (agents with `summary` on; null until it is made)",
+    )
+    collected: dict[str, Any] | None = Field(
+        default=None,
+        description="The agent's `collect_fields` extracted after the call (a field not "
+        "established is null)",
+    )
+    recording_url: str | None = Field(
+        default=None,
+        description="The call's recording (once it has ended, if its agent records): a URL "
+        "relative to this server that needs no API key, valid for an hour.",
+    )
 
 
 class NotFoundOut(BaseModel):
     detail: str
 
 
-async def _load(journal: JournalStore, call_id: str, org: str) -> CallDetail:
+async def load_call(journal: JournalStore, call_id: str, org: str) -> CallDetail:
     """One call of ``org``'s journal, or the API's 404 / 503."""
     try:
         detail = await journal.get_call(call_id, org=org)
@@ -166,13 +182,19 @@ async def list_calls(
     responses={404: {"model": NotFoundOut, "description": "No call with this id"}},
     summary="One call with its transcript, events and tool calls",
 )
-async def get_call(call_id: str, journal: Journal, principal: Reader) -> CallDetailOut:
-    detail = await _load(journal, call_id, principal.org)
+async def get_call(
+    call_id: str, request: Request, journal: Journal, principal: Reader
+) -> CallDetailOut:
+    detail = await load_call(journal, call_id, principal.org)
+    secrets = getattr(request.app.state, "secrets", None)
     return CallDetailOut(
         **CallOut.model_validate(detail.call).model_dump(),
         transcript=[TurnOut.model_validate(turn) for turn in detail.transcript],
         events=[EventOut.model_validate(event) for event in detail.events],
         tool_calls=[ToolCallOut.model_validate(call) for call in detail.tool_calls],
+        summary=detail.call.summary,
+        collected=None if detail.call.collected is None else dict(detail.call.collected),
+        recording_url=recording_url(secrets, detail.call, time.time()),
     )
 
 
@@ -209,7 +231,7 @@ async def live_call(
     if feed is not None and feed.known(call_id) and feed.org_of(call_id) == principal.org:
         stream = _follow(feed, call_id, request)
     else:
-        stream = _replay(await _load(journal, call_id, principal.org))
+        stream = _replay(await load_call(journal, call_id, principal.org))
     return StreamingResponse(
         stream,
         media_type="text/event-stream",

@@ -17,10 +17,9 @@ from bridge.api.auth import Admin, Reader
 from bridge.api.errors import ERROR_RESPONSES, ErrorOut, invalid, store_errors
 from bridge.api.keys import Control
 from bridge.journal.control import ControlStore
-from bridge.journal.models import Credential
 from bridge.secrets import SecretBox, last4
 
-__all__ = ["PROVIDER_FIELDS", "open_credential", "router"]
+__all__ = ["PROVIDER_FIELDS", "credential_fields", "router"]
 
 router = APIRouter(prefix="/v1/credentials", tags=["credentials"], responses=ERROR_RESPONSES)
 
@@ -64,18 +63,11 @@ def get_secrets(request: Request) -> SecretBox:
     return box
 
 
-def open_credential(box: SecretBox, row: Credential) -> dict[str, str]:
-    """The credential's fields, decrypted (server side only)."""
-    fields: dict[str, str] = orjson.loads(box.open(row.sealed))
-    return fields
-
-
 async def credential_fields(
     control: ControlStore, box: SecretBox, org: str, provider: str
 ) -> dict[str, str] | None:
     """``org``'s decrypted credential for ``provider``, or ``None`` if it stored none."""
-    row = await control.get_credential(org, provider)
-    return None if row is None else open_credential(box, row)
+    return await control.credential_fields(org, provider, box)
 
 
 @router.get("", response_model=CredentialListOut, summary="List stored credentials (hints only)")

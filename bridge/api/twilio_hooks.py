@@ -22,21 +22,23 @@ import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from twilio.request_validator import RequestValidator
-from twilio.twiml.voice_response import Connect, VoiceResponse
+from twilio.twiml.voice_response import VoiceResponse
 
 from bridge.api.credentials import credential_fields, get_secrets
 from bridge.api.errors import unavailable
 from bridge.api.keys import get_control
-from bridge.errors import ConfigError
+from bridge.errors import CarrierApiError, ConfigError
 from bridge.journal.ids import new_call_id
 from bridge.journal.models import CallSummary
 from bridge.journal.store import JournalError, JournalStore
-from bridge.runtime.call import STREAM_TOKEN_PARAM, STREAM_TOKEN_PURPOSE
-from bridge.runtime.services import Services
+from bridge.runtime.accounts import twilio_account
+from bridge.runtime.call import STREAM_TOKEN_PURPOSE
+from bridge.runtime.outbound import STREAM_TOKEN_TTL_S, stream_twiml, voicemail_message
+from bridge.runtime.services import ControlRefused, Services
 from bridge.session.actions import JournalEvent
 
 __all__ = ["FINAL_STATUSES", "public_url", "router"]
@@ -44,8 +46,6 @@ __all__ = ["FINAL_STATUSES", "public_url", "router"]
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio", tags=["twilio"])
 
-STREAM_TOKEN_TTL_S = 300
-"""How long after the TwiML the media stream may still join its call."""
 FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 TWIML = "application/xml"
 MAX_FORM_BYTES = 64 * 1024
@@ -188,32 +188,25 @@ async def voice(request: Request) -> Response:
     token = get_secrets(request).sign(
         STREAM_TOKEN_PURPOSE, f"{call_id}:{org}", int(time.time()) + STREAM_TOKEN_TTL_S
     )
-    return _twiml(stream_twiml(request, services, parameters, token))
-
-
-def stream_twiml(
-    request: Request, services: Services, parameters: dict[str, Any], token: str
-) -> VoiceResponse:
-    """``<Connect><Stream url=wss://…/twilio/media>`` with the call's ``<Parameter>``s."""
-    base = urlsplit(public_url(request, services.settings.public_url))
-    ws_scheme = "wss" if base.scheme == "https" else "ws"
-    response = VoiceResponse()
-    connect = Connect()
-    stream = connect.stream(
-        url=f"{ws_scheme}://{base.netloc}/twilio/media",
-        status_callback=f"{base.scheme}://{base.netloc}/twilio/stream-status",
-        status_callback_method="POST",
-    )
-    for name, value in parameters.items():
-        stream.parameter(name=name, value=str(value))
-    stream.parameter(name=STREAM_TOKEN_PARAM, value=token)
-    response.append(connect)
-    return response
+    base = public_url(request, services.settings.public_url)
+    return Response(content=stream_twiml(base, parameters, token), media_type=TWIML)
 
 
 async def _call_of(request: Request, call_sid: str) -> CallSummary:
+    """The call a callback is about: by the ``call_id`` of the callback URL (outbound calls,
+    whose ``CallSid`` may not be journaled yet), else by Twilio's ``CallSid``."""
     journal: JournalStore = request.app.state.journal
     services: Services = request.app.state.services
+    call_id = request.query_params.get("call_id")
+    if call_id:
+        await services.journal.flush()
+        try:
+            detail = await journal.get_call(call_id)
+        except JournalError as exc:
+            raise unavailable(exc) from exc
+        if detail is not None and (not call_sid or detail.call.call_sid in (None, call_sid)):
+            return detail.call
+        raise HTTPException(404, detail="no call with this call_id")
     if not call_sid:
         raise HTTPException(404, detail="no call with this CallSid")
     try:
@@ -299,3 +292,81 @@ async def stream_status(request: Request) -> Response:
     kind = "stream_error" if form.get("StreamEvent") == "stream-error" else "stream_status"
     services.journal.record(call.id, JournalEvent(kind, _time_in_call(call), data))
     return Response(status_code=204)
+
+
+MACHINE = frozenset(
+    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other"}
+)
+
+
+@router.post(
+    "/amd",
+    summary="Twilio asynchronous answering-machine detection result",
+    status_code=204,
+    responses={404: {"description": "No such call"}, **FORBIDDEN},
+)
+async def amd_result(request: Request) -> Response:
+    """A person answered (the agent goes on), or a machine / fax did: then the agent's
+    ``[voicemail] action`` decides — hang up, leave its message after the beep, or go on."""
+    services: Services = request.app.state.services
+    form = await _form(request)
+    call = await _call_of(request, form.get("CallSid", ""))
+    await _verify(request, form, call.org_id)
+    services.journal.feed.note_org(call.id, call.org_id)
+    answered_by = form.get("AnsweredBy", "unknown")
+    data: dict[str, Any] = {"answered_by": answered_by}
+    if form.get("MachineDetectionDuration"):
+        data["detection_ms"] = form["MachineDetectionDuration"]
+    outcome = await _on_answered_by(services, call, answered_by)
+    data["outcome"] = outcome
+    services.journal.record(call.id, JournalEvent("answered_by", _time_in_call(call), data))
+    return Response(status_code=204)
+
+
+async def _on_answered_by(services: Services, call: CallSummary, answered_by: str) -> str:
+    """Carry out the agent's choice; returns what was done (journaled)."""
+    if call.ended_at is not None:
+        return "none: the call is over"
+    machine = answered_by in MACHINE
+    if not machine and answered_by != "fax":
+        return "continue"  # human, or unknown: the agent talks
+    action = "hang_up"
+    message = None
+    if machine:
+        try:
+            agent = services.agents.get(call.agent, call.org_id)
+        except ConfigError:
+            agent = None
+        spec = agent.voicemail if agent is not None else None
+        action = spec.action if spec is not None else "hang_up"
+        if action == "continue":
+            return "continue"
+        if action == "leave_message" and agent is not None:
+            variables = {k: str(v) for k, v in call.context.items()}
+            message = voicemail_message(agent, variables)
+    live = services.running.get(call.id)
+    reason = f"answered by {answered_by.replace('_', ' ')}"
+    try:
+        if message is not None and live is not None:
+            try:
+                await live.say(message, interrupt=True, then_hang_up=True)
+                return "voicemail message"
+            except ControlRefused:
+                pass  # the engine cannot say it: Twilio does, below
+        if live is not None and message is None:
+            await live.hang_up(reason)
+            return "hung up"
+        account = await twilio_account(services, call.org_id)
+        if account is None or not call.call_sid:
+            return "none: no Twilio account to act through"
+        if message is not None:
+            response = VoiceResponse()
+            response.say(message)
+            response.hangup()
+            await account.redirect(call.call_sid, str(response))
+            return "voicemail message (carrier speech)"
+        await account.hang_up(call.call_sid)
+        return "hung up"
+    except (ControlRefused, CarrierApiError) as exc:
+        log.warning("call %s: acting on %s failed: %s", call.id, answered_by, exc)
+        return f"failed: {exc}"

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +31,7 @@ from bridge.journal.models import (
     utcnow,
 )
 from bridge.journal.store import Conflict, JournalStore, NotFound
+from bridge.secrets import SecretBox
 
 __all__ = ["ControlStore"]
 
@@ -223,6 +225,16 @@ class ControlStore:
                 select(Credential).where(Credential.org_id == org, Credential.provider == provider)
             )
             return row
+
+    async def credential_fields(
+        self, org: str, provider: str, box: SecretBox
+    ) -> dict[str, str] | None:
+        """``org``'s decrypted credential for ``provider``, or ``None`` if it stored none."""
+        row = await self.get_credential(org, provider)
+        if row is None:
+            return None
+        fields: dict[str, str] = orjson.loads(box.open(row.sealed))
+        return fields
 
     async def delete_credential(self, org: str, provider: str) -> None:
         async with self._journal.transaction("delete_credential") as tx:

@@ -128,6 +128,12 @@ class CallSummary:
     context: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    recording: str | None = None
+    """The call's recording: its file name in the recordings directory (``None``: none)."""
+    summary: str | None = None
+    """The post-call summary (``None``: not made, or not yet)."""
+    collected: Mapping[str, Any] | None = None
+    """The agent's ``collect_fields`` as extracted after the call (a missing one is ``None``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +159,7 @@ class CallUpdate(TypedDict, total=False):
     org_id: str
     direction: str
     campaign_id: str | None
+    recording: str | None
 
 
 UPDATABLE_FIELDS = frozenset(CallUpdate.__annotations__)
@@ -180,6 +187,10 @@ class Call(Base):
     record_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    recording: Mapped[str | None] = mapped_column(String())
+    summary_text: Mapped[str | None] = mapped_column("summary", Text)
+    """The post-call summary (column ``summary``; the attribute name is taken by the method)."""
+    collected: Mapped[dict[str, Any] | None] = mapped_column(_Json)
 
     __table_args__ = (
         Index(None, "started_at"),
@@ -209,6 +220,9 @@ class Call(Base):
             context=self.context or {},
             created_at=self.created_at,
             updated_at=self.updated_at,
+            recording=self.recording,
+            summary=self.summary_text,
+            collected=self.collected,
         )
 
 

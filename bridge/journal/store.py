@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import StaticPool
 
 from bridge.errors import CallbridgeError, ConfigError
+from bridge.journal import campaign_models, webhook_models  # noqa: F401 -- their tables join Base.metadata
 from bridge.journal.models import (
     UPDATABLE_FIELDS,
     Base,

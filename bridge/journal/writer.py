@@ -12,6 +12,10 @@ one call become one ``add_records``. If the batch transaction fails, its operati
 one by one, so one bad operation cannot sink the others. :meth:`JournalWriter.flush` ends the
 linger at once.
 
+With an :class:`~bridge.journal.outbox.Outbox`, every transaction also stages what its rows
+mean for webhook subscribers (``call.started``, ``transcript.message``, ``tool.called``) and a
+post-call job for each call that ended: they commit with the rows or not at all.
+
 A failed write is retried with backoff when it may help (``JournalError.retryable`` or an
 unexpected exception), then logged with the call id and dropped; the writer itself never stops. A
 full queue drops the submission, logs it and counts it in :attr:`JournalWriter.dropped`. Log lines
@@ -28,11 +32,12 @@ import logging
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Unpack
 
 from bridge.journal.feed import JournalFeed
 from bridge.journal.models import DEFAULT_ORG, UPDATABLE_FIELDS, CallUpdate
+from bridge.journal.outbox import CallFact, Outbox
 from bridge.journal.store import JournalError, JournalStore, JournalTx
 from bridge.session.actions import JournalAction
 
@@ -84,8 +89,11 @@ class JournalWriter:
         linger_s: float = 0.1,
         group_commit: bool = True,
         feed: JournalFeed | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._store = store
+        self._outbox = outbox
+        """Webhook events and post-call jobs, staged in the same transactions as their rows."""
         self.feed = feed or JournalFeed()
         """Every submission, as it is taken, for live subscribers (:mod:`bridge.journal.feed`)."""
         self._linger_s = linger_s
@@ -181,6 +189,11 @@ class JournalWriter:
     # --- lifecycle --------------------------------------------------------------------------
 
     @property
+    def outbox(self) -> Outbox | None:
+        """Where this writer stages webhook events and post-call jobs (``None``: nowhere)."""
+        return self._outbox
+
+    @property
     def pending(self) -> int:
         """Operations submitted and not yet written or given up on (counted by whole batches)."""
         return self._submitted - self._completed
@@ -257,6 +270,8 @@ class JournalWriter:
             async with self._store.transaction() as tx:
                 for step in steps:
                     await _apply(tx, step)
+                if self._outbox is not None:
+                    await self._outbox.stage(tx, _facts(steps), datetime.now(UTC))
         except Exception as exc:
             logger.warning(
                 "journal batch of %d writes failed (%s): writing them one by one",
@@ -264,12 +279,20 @@ class JournalWriter:
                 _reason(exc),
             )
             return False
+        if self._outbox is not None:
+            self._outbox.committed()
         return True
 
     async def _write(self, op: _Op) -> None:
         for attempt in range(len(self._retry_delays) + 1):
             try:
-                await _apply(self._store, op)
+                if self._outbox is None:
+                    await _apply(self._store, op)
+                else:
+                    async with self._store.transaction(_operation(op), op.call_id) as tx:
+                        await _apply(tx, op)
+                        await self._outbox.stage(tx, _facts([op]), datetime.now(UTC))
+                    self._outbox.committed()
             except Exception as exc:
                 retryable = not isinstance(exc, JournalError) or exc.retryable
                 if retryable and attempt < len(self._retry_delays):
@@ -311,6 +334,34 @@ async def _apply(target: JournalStore | JournalTx, op: _Op) -> None:
             await target.finish_call(
                 op.call_id, status=op.status, end_reason=op.end_reason, ended_at=op.ended_at
             )
+
+
+def _facts(steps: list[_Op]) -> list[CallFact]:
+    """What the outbox turns into webhook events and post-call jobs (a call record opened
+    before its media arrived was already announced when it was opened)."""
+    facts: list[CallFact] = []
+    for step in steps:
+        match step:
+            case _Started(existing=False):
+                facts.append(CallFact(step.call_id, "started", fields=step.fields))
+            case _Recorded():
+                facts.append(CallFact(step.call_id, "records", records=tuple(step.records)))
+            case _Finished():
+                facts.append(CallFact(step.call_id, "finished"))
+    return facts
+
+
+def _operation(op: _Op) -> str:
+    """The store method's name for ``op`` (what its errors say failed)."""
+    match op:
+        case _Started(existing=False):
+            return "create_call"
+        case _Started() | _Updated():
+            return "update_call"
+        case _Recorded():
+            return "add_records"
+        case _Finished():
+            return "finish_call"
 
 
 def _plan(batch: list[_Op]) -> list[_Op]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,8 +24,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+from bridge.agents.builtins import DTMF_DIGITS, SEND_DTMF, TRANSFER_CALL, builtin_tools
 from bridge.agents.model import Agent
 from bridge.agents.template import render_agent
+from bridge.audio.tones import dtmf, hold_music
 from bridge.audio.transcode import Transcoder
 from bridge.carriers.base import (
     CarrierCodec,
@@ -38,18 +43,21 @@ from bridge.carriers.base import (
 from bridge.engines.base import EngineClient
 from bridge.errors import (
     CallbridgeError,
+    CarrierApiError,
     CarrierProtocolError,
     CarrierStartRefused,
     EngineUnavailable,
 )
 from bridge.journal.models import DEFAULT_ORG
+from bridge.runtime.accounts import twilio_account
 from bridge.runtime.link import CarrierLink, make_link
-from bridge.runtime.services import Services
+from bridge.runtime.recording import CallRecording, RecordingLink, failure_reason
+from bridge.runtime.services import ControlRefused, Services
 from bridge.session import actions as act
 from bridge.session import events as ev
 from bridge.session.config import SessionConfig
 from bridge.session.core import CallSession
-from bridge.session.state import CallState
+from bridge.session.state import HANDLED, CallState
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,10 @@ MAX_JOURNALED_PROTOCOL_ERRORS = 20
 STREAM_TOKEN_PARAM = "callbridge_token"
 STREAM_TOKEN_PURPOSE = "stream"
 HANGUP_TIMEOUT_S = 5.0
+PLAYOUT_WAIT_S = 10.0
+"""A transfer waits this long at most for the agent's last words to finish playing."""
+HOLD_CHUNK_S = 1.0
+"""Hold music goes to the carrier a second at a time, on an absolute schedule."""
 
 
 class CarrierSocket(Protocol):
@@ -117,6 +129,9 @@ class CallRuntime:
         self._history: list[tuple[str, str]] = []
         self._fell_back = False
         self._engine_was_ready = False
+        self._recording: CallRecording | None = None
+        self._hold: asyncio.Task[None] | None = None
+        self._quiet: asyncio.Event | None = None
 
     # -- the call ----------------------------------------------------------------------------
 
@@ -142,6 +157,7 @@ class CallRuntime:
         existing = self._adopt()
         self.link = make_link(self.socket, self.codec, self._carrier_mark)
         failure = self._set_up(start)
+        self.services.running[self.call_id] = self
         journal.call_started(
             self.call_id,
             carrier=self.codec.carrier,
@@ -155,6 +171,8 @@ class CallRuntime:
             to_number=self._params.get("to") or self._params.get("To"),
             context=self._params,
         )
+        if failure is None and self.agent is not None and self.agent.record:
+            self._start_recording(start.encoding)
         await self._handle(start)
         self._journal_protocol_errors(0.0)
         if failure is not None:
@@ -234,7 +252,14 @@ class CallRuntime:
                 chunk_bytes=rate * self.codec.frame_ms,
                 pad_byte=silence_byte(start.encoding),
                 initial_message=rendered.initial_message,
-                tool_names=frozenset(t.name for t in agent.tools if t.webhook),
+                initial_message_delay_s=agent.initial_message_delay_s,
+                idle_time_s=agent.idle_time_seconds,
+                max_idle_checks=agent.max_idle_check_count,
+                idle_message=rendered.idle_message,
+                tool_names=frozenset(
+                    [t.name for t in agent.tools if t.webhook]
+                    + [t.name for t in builtin_tools(agent)]
+                ),
                 end_call_tool=agent.end_call_enabled,
                 dtmf_flush_s=agent.dtmf_flush_s,
                 max_duration_s=agent.max_duration_s,
@@ -246,7 +271,7 @@ class CallRuntime:
     # -- the three loops ---------------------------------------------------------------------
 
     async def _read_carrier(self) -> None:
-        session, codec = self.session, self.codec
+        session, codec, recording = self.session, self.codec, self._recording
         while not self._done.is_set():
             frame = await self.socket.receive()
             if frame is None:
@@ -258,6 +283,8 @@ class CallRuntime:
                 self._protocol_error(exc, journal=True)
                 continue
             if type(event) is ev.CallerAudio:
+                if recording is not None:
+                    recording.caller(event.payload, self.clock())
                 send = session.caller_audio(event.payload)
                 if send is not None:
                     await self._send_caller_audio(send.payload)
@@ -404,6 +431,8 @@ class CallRuntime:
             else:
                 await self.engine.send(action)
         self._reschedule()
+        if self._quiet is not None and not self.session.agent_audible():
+            self._quiet.set()
 
     async def _send_caller_audio(self, payload: bytes) -> None:
         """Caller audio to the engine, transcoded when the engine speaks another format."""
@@ -435,6 +464,9 @@ class CallRuntime:
 
     async def _run_tool(self, action: act.RunTool) -> None:
         assert self.agent is not None
+        if action.name in (TRANSFER_CALL, SEND_DTMF):
+            await self._run_builtin(action)
+            return
         outcome = await self.services.tools.run(
             agent=self.agent,
             call_id=self.call_id,
@@ -471,6 +503,155 @@ class CallRuntime:
             )
             self._hangup = act.HangUp(reason, "failed")
             self._done.set()
+
+    # -- live call control (the control plane's API, carrier callbacks, built-in tools) --------
+
+    @property
+    def org(self) -> str:
+        return self._org or DEFAULT_ORG
+
+    async def _control(self, event: ev.Event, action: str) -> None:
+        if type(event) not in HANDLED[self.session.state] or self._done.is_set():
+            raise ControlRefused(f"cannot {action} now: the call is {self.session.state.value}")
+        await self._handle(event)
+
+    async def hang_up(self, reason: str) -> None:
+        await self._control(ev.HangUpRequested(reason), "hang up")
+
+    async def say(self, text: str, *, interrupt: bool = False, then_hang_up: bool = False) -> None:
+        if not self.session.config.capabilities.says_text:
+            raise ControlRefused("this agent's engine cannot say a given text")
+        await self._control(ev.SayRequested(text, interrupt, then_hang_up), "say a text")
+
+    async def inject(self, role: str, text: str, *, respond: bool = True) -> None:
+        await self._control(ev.MessageInjected(role, text, respond), "add a message")
+
+    async def mute(self, *, caller: bool | None = None, agent: bool | None = None) -> None:
+        await self._control(ev.MuteChanged(caller, agent), "mute")
+
+    async def hold(self, on: bool) -> None:
+        """Hold: both sides muted, the agent cut short, music to the caller; unhold: back."""
+        if on == (self._hold is not None):
+            return
+        link = self.link
+        if link is None:
+            raise ControlRefused("cannot hold now: the call has no media yet")
+        if on:
+            await self._control(ev.MuteChanged(caller=True, agent=True, interrupt=True), "hold")
+            await link.clear()
+            self._hold = asyncio.create_task(self._play_hold_music(link))
+        else:
+            task, self._hold = self._hold, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await link.clear()
+            await self._control(ev.MuteChanged(caller=False, agent=False), "unhold")
+        self._journal("control", action="hold" if on else "unhold")
+
+    async def _play_hold_music(self, link: CarrierLink) -> None:
+        music = hold_music(self._carrier_format)
+        looped = music * 2
+        chunk = int(bytes_per_ms(self._carrier_format) * 1000 * HOLD_CHUNK_S)
+        loop = asyncio.get_running_loop()
+        start, sent, position = loop.time(), 0, 0
+        while not self._done.is_set():
+            await link.play(looped[position : position + chunk])
+            position = (position + chunk) % len(music)
+            sent += 1
+            # absolute schedule: a second ahead at most, never drifting
+            await asyncio.sleep(max(0.0, start + (sent - 1) * HOLD_CHUNK_S - loop.time()))
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Keypad tones into the call, after what the agent is saying."""
+        if not DTMF_DIGITS.fullmatch(digits):
+            raise ControlRefused(f"not DTMF digits: {digits!r}")
+        link = self.link
+        if link is None or self._done.is_set():
+            raise ControlRefused("cannot send DTMF now: the call has no media")
+        await link.play(dtmf(digits, self._carrier_format))
+        self._journal("dtmf_sent", digits=digits)
+
+    async def transfer(self, target: str) -> None:
+        """Cold transfer: the carrier connects the caller to ``target`` and this bridge leaves
+        the call. Only Twilio calls can be moved (a REST redirect to ``<Dial>``)."""
+        await self._redirect(target)
+        await self._handle(ev.Transferred(target))
+
+    async def _redirect(self, target: str) -> None:
+        start = self._start
+        if self._done.is_set() or start is None:
+            raise ControlRefused("cannot transfer now: the call is over")
+        if self.codec.carrier != "twilio" or not start.call_sid:
+            raise ControlRefused(f"transfer is not supported for {self.codec.carrier} calls")
+        account = await twilio_account(self.services, self.org)
+        if account is None:
+            raise ControlRefused("transfer needs the organization's Twilio account")
+        response = VoiceResponse()
+        dial = Dial()
+        if target.startswith("sip"):
+            dial.sip(target)
+        else:
+            dial.number(target)
+        response.append(dial)
+        self._journal("transfer_requested", target=target)
+        if not await account.redirect(start.call_sid, str(response)):
+            raise ControlRefused("the call ended before it could be transferred")
+        self._caller_hung_up = True  # the call goes on elsewhere: do not hang it up
+
+    async def _run_builtin(self, action: act.RunTool) -> None:
+        started = self.clock()
+        agent = self.agent
+        assert agent is not None
+        ok, output = True, ""
+        try:
+            if action.name == TRANSFER_CALL:
+                name = str(action.arguments.get("target", ""))
+                target = agent.transfer_targets.get(name)
+                if target is None:
+                    raise ControlRefused(f"unknown transfer target {name!r}")
+                await self._played_out()
+                await self._redirect(target)
+                # journaled here: the call ends with the transfer, before any tool result
+                output = json.dumps({"ok": True, "transferred_to": name})
+                now = self.clock()
+                self.services.journal.record(
+                    self.call_id,
+                    act.JournalToolCall(
+                        action.call_id,
+                        action.name,
+                        action.arguments,
+                        output,
+                        True,
+                        self.session.time_in_call(started),
+                        (now - started) * 1000,
+                    ),
+                )
+                await self._handle(ev.Transferred(target))
+                return
+            await self.send_dtmf(str(action.arguments.get("digits", "")))
+            output = json.dumps({"ok": True})
+        except (ControlRefused, CarrierApiError) as exc:
+            ok, output = False, json.dumps({"error": str(exc)})
+        duration = (self.clock() - started) * 1000
+        await self._handle(ev.ToolResult(action.call_id, action.name, output, ok, duration))
+
+    async def _played_out(self) -> None:
+        """Wait (bounded) until the caller has heard everything the agent said."""
+        if not self.session.agent_audible():
+            return
+        self._quiet = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._quiet.wait(), PLAYOUT_WAIT_S)
+        except TimeoutError:
+            log.warning("call %s: the agent was still speaking; going on", self.call_id)
+        finally:
+            self._quiet = None
+
+    def _journal(self, kind: str, **data: Any) -> None:
+        at = self.session.time_in_call(self.clock())
+        self.services.journal.record(self.call_id, act.JournalEvent(kind, at, data))
 
     # -- errors and shutdown -----------------------------------------------------------------
 
@@ -509,15 +690,47 @@ class CallRuntime:
                 )
         self._protocol_errors.clear()
 
+    def _start_recording(self, fmt: str) -> None:
+        """Open the call's recording; every piece of audio sent to the caller goes through it."""
+        assert self.link is not None
+        try:
+            recording = CallRecording.open(
+                self.services.settings.recordings_dir,
+                self.call_id,
+                fmt,
+                origin=self.clock(),
+                on_error=self._recording_failed,
+            )
+        except (OSError, ValueError) as exc:
+            self._recording_failed(f"recording not started: {failure_reason(exc)}")
+            return
+        self._recording = recording
+        self.link = RecordingLink(self.link, recording, self.clock)
+        self.services.journal.call_updated(self.call_id, recording=recording.name)
+
+    def _recording_failed(self, message: str) -> None:
+        """The recording could not be written (the call goes on without it)."""
+        log.warning("call %s: %s", self.call_id, message)
+        at = self.session.time_in_call(self.clock())
+        event = act.JournalEvent("recording_error", at, {"message": message})
+        self.services.journal.record(self.call_id, event)
+
+    def _stop_recording(self) -> None:
+        if self._recording is not None:
+            self._recording.close(self.clock())
+
     async def _shut_down(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._hold is not None:
+            self._hold.cancel()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
         if self.link is not None:
             self.link.close()
+        self._stop_recording()  # now: the hang-up below may take a while, with nothing to hear
         if self.engine is not None:
             await self.engine.close()
         hangup = self._hangup or act.HangUp("ended", "completed")
@@ -528,5 +741,7 @@ class CallRuntime:
         self.services.journal.call_finished(
             self.call_id, status=hangup.status, end_reason=hangup.reason, ended_at=datetime.now(UTC)
         )
+        if self.services.running.get(self.call_id) is self:
+            del self.services.running[self.call_id]
         self.services.live_calls.discard(self.call_id)  # an adopted id (admission has the first)
         log.info("call %s: ended (%s): %s", self.call_id, hangup.status, hangup.reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bridge.agents.builtins import builtin_tools
 from bridge.agents.model import Agent, PartSpec
 from bridge.agents.template import RenderedAgent
 from bridge.config import Settings
@@ -71,7 +72,7 @@ def openai_realtime(
             transcription_model=agent.transcription_model,
             tools=[
                 {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
-                for t in agent.tools
+                for t in (*agent.tools, *builtin_tools(agent))
             ],
             end_call_tool=agent.end_call_enabled,
         )
@@ -168,13 +169,18 @@ def _tts(agent: Agent, settings: Settings) -> TextToSpeech:
         )
     from bridge.engines.pipeline.local_tts import EspeakTTS
 
-    return EspeakTTS(voice=spec.voice or "en-us")
+    # espeak-ng names its voices by language ("de", "fr", "en-gb"); English is "en-us"
+    language = agent.language.lower()
+    return EspeakTTS(voice=spec.voice or ("en-us" if language == "en" else language))
 
 
 def pipeline(
     agent: Agent, rendered: RenderedAgent, settings: Settings, carrier_format: str, call_id: str
 ) -> tuple[EngineClient, str]:
-    tools = [ToolSchema(t.name, t.description, dict(t.parameters)) for t in agent.tools]
+    tools = [
+        ToolSchema(t.name, t.description, dict(t.parameters))
+        for t in (*agent.tools, *builtin_tools(agent))
+    ]
     if agent.end_call_enabled:
         tools.append(
             ToolSchema(
@@ -190,7 +196,6 @@ def pipeline(
     stt, llm, tts = _stt(agent, settings, call_id), _llm(agent, settings), _tts(agent, settings)
     config = PipelineConfig(
         instructions=rendered.instructions,
-        initial_message=rendered.initial_message,
         tools=tuple(tools),
         endpointing=agent.endpointing_sensitivity,
         interrupt=agent.interrupt_sensitivity,

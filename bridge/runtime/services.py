@@ -4,18 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from twilio.http import AsyncHttpClient
 
 from bridge.agents.loader import AgentRegistry
 from bridge.agents.model import Agent
 from bridge.agents.template import RenderedAgent
 from bridge.config import Settings
 from bridge.engines.base import EngineClient
-from bridge.errors import ConfigError
+from bridge.errors import CallbridgeError, ConfigError
 from bridge.journal.control import ControlStore
 from bridge.journal.writer import JournalWriter
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
 from bridge.secrets import SecretBox
 from bridge.tools.webhook import ToolDispatcher
+
+
+class ControlRefused(CallbridgeError):
+    """A live-call action that cannot be done now (the call is ending, the engine or the carrier
+    cannot do it)."""
+
+
+class LiveCall(Protocol):
+    """What the control plane can do to a call this worker carries (a ``CallRuntime``)."""
+
+    call_id: str
+
+    @property
+    def org(self) -> str: ...
+
+    async def hang_up(self, reason: str) -> None: ...
+
+    async def say(
+        self, text: str, *, interrupt: bool = False, then_hang_up: bool = False
+    ) -> None: ...
+
+    async def inject(self, role: str, text: str, *, respond: bool = True) -> None: ...
+
+    async def mute(self, *, caller: bool | None = None, agent: bool | None = None) -> None: ...
+
+    async def hold(self, on: bool) -> None: ...
+
+    async def send_dtmf(self, digits: str) -> None: ...
+
+    async def transfer(self, target: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -33,8 +66,12 @@ class Services:
     """Organizations, keys, numbers, routing, credentials (None: a bare runtime in tests)."""
     secrets: SecretBox | None = None
     """Credential encryption and signed tokens (None: stream tokens are not accepted)."""
+    twilio_http: AsyncHttpClient | None = None
+    """The ``twilio`` package's HTTP client (over the shared httpx client; tests fake it)."""
     live_calls: set[str] = field(default_factory=set)
     """Ids of the calls this worker is carrying now (the admission cap counts them)."""
+    running: dict[str, LiveCall] = field(default_factory=dict)
+    """The calls this worker carries, by journal id: live call control reaches them here."""
     on_call_end: list[Callable[[str], None]] = field(default_factory=list)
 
     def make_engine(

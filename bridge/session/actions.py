@@ -84,9 +84,18 @@ class AddToolOutput:
 
 @dataclass(frozen=True, slots=True)
 class CreateResponse:
-    """Ask the engine to respond now, optionally with one-off instructions."""
+    """Ask the engine to respond now, optionally with one-off instructions — or, with
+    ``say``, to speak exactly that text."""
 
     instructions: str | None = None
+    say: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddSystemText:
+    """Add a system (operator) note to the conversation; it is not the caller's words."""
+
+    text: str
 
 
 # --- to the tool dispatcher -----------------------------------------------------------------
@@ -138,7 +147,13 @@ class JournalToolCall:
 
 CarrierAction = PlayAudio | SendMark | ClearPlayback
 EngineAction = (
-    SendAudio | TruncateAgent | CancelResponse | AddUserText | AddToolOutput | CreateResponse
+    SendAudio
+    | TruncateAgent
+    | CancelResponse
+    | AddUserText
+    | AddSystemText
+    | AddToolOutput
+    | CreateResponse
 )
 JournalAction = JournalTurn | JournalEvent | JournalToolCall
 Action = CarrierAction | EngineAction | RunTool | HangUp | JournalAction

@@ -26,6 +26,8 @@ class EngineCapabilities:
     heard_text: bool = False
     """After a barge-in the engine reports exactly which words the caller heard
     (``AgentHeardText``); the interrupted turn is journaled with those words."""
+    says_text: bool = True
+    """``CreateResponse(say=…)`` makes the agent speak a given text word for word."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,15 @@ class SessionConfig:
     """Silence in the carrier's format: the last partial chunk of a response is padded with it
     to a whole chunk (carriers that take whole frames only), or sent short when ``None``."""
     initial_message: str | None = None
+    initial_message_delay_s: float = 0.0
+    """The greeting is asked for this long after the engine is ready (engines that do not say
+    it themselves); the caller speaking or pressing a key before then skips it."""
+    idle_time_s: float | None = None
+    """After this much silence on the line (agent done, caller quiet) the agent says
+    ``idle_message``; None: never."""
+    max_idle_checks: int = 2
+    """Unanswered idle messages after which the next silent period ends the call."""
+    idle_message: str = "Are you still there?"
     tool_names: frozenset[str] = frozenset()
     """Tools that have a webhook; anything else the model calls gets an error result."""
     end_call_tool: bool = True

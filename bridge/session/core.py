@@ -14,6 +14,12 @@ What the core decides:
   ``AddToolOutput`` + ``CreateResponse`` once no tool of the turn is outstanding. The built-in
   ``end_call`` lets the agent finish its sentence, then hangs up.
 * **DTMF** is journaled at once and handed to the model as text after a short pause (or ``#``).
+* **The greeting** is asked for ``initial_message_delay_s`` after the engine is ready; the caller
+  speaking (or pressing a key) first skips it: the engine answers them instead.
+* **Silence.** After ``idle_time_s`` with nobody speaking (the agent's words fully *played*, no
+  response, tool or hold under way) the agent says ``idle_message``; caller speech resets the
+  count; after ``max_idle_checks`` unanswered ones the next silence ends the call
+  (:mod:`~bridge.session.idle`).
 * **Responses** are never requested while one is in flight; the request waits for ``ResponseDone``.
 * **Journal**: transcript turns with their time in call, an events timeline, tool calls.
 """
@@ -31,6 +37,7 @@ from bridge.audio.framing import Framer
 from bridge.session import actions as act
 from bridge.session import events as ev
 from bridge.session.config import SessionConfig
+from bridge.session.idle import IdleWatch
 from bridge.session.playback import PlaybackLedger
 from bridge.session.state import ALLOWED, HANDLED, CallState
 from bridge.session.turns import AgentItem, AgentTurns
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 
 END_CALL_TOOL = "end_call"
 _END_CALL_OUTPUT = json.dumps({"ok": True, "note": "The call will end after your last words."})
+IDLE_END_REASON = "no response from the caller"
 
 
 @dataclass(slots=True)
@@ -68,7 +76,7 @@ class CallSession:
         self._preconnect: deque[bytes] = deque(maxlen=max(1, config.preconnect_frames))
         self._response_id: str | None = None
         self._response_requested = False
-        self._deferred_response: tuple[str | None] | None = None
+        self._deferred_response: tuple[str | None, str | None] | None = None
         self._cancelled: set[str] = set()
         self._pending_tools: dict[str, tuple[str, dict[str, Any], float]] = {}
         self._user_speech_at: dict[str, float] = {}
@@ -76,6 +84,13 @@ class CallSession:
         self._dtmf_deadline: float | None = None
         self._end_deadline: float | None = None
         self._greeted = False
+        self._greet_at: float | None = None
+        self._caller_speaking = False
+        self._idle = IdleWatch(config.idle_time_s, config.max_idle_checks)
+        self._ending_reason = "agent ended the call"
+        self._pending_say: ev.SayRequested | None = None
+        self.caller_muted = False
+        self.agent_muted = False
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -85,12 +100,17 @@ class CallSession:
         if kind not in HANDLED[self.state]:
             self.stats.ignored_events += 1
             return []
-        return _HANDLERS[kind](self, event, now)
+        out = _HANDLERS[kind](self, event, now)
+        if self._idle.after_s is not None:
+            self._idle.observe(now, busy=self._line_busy())
+        return out
 
     def caller_audio(self, payload: bytes) -> act.SendAudio | None:
         """Hot path for one caller frame: the ``SendAudio`` to forward, or None (buffered)."""
         self.stats.frames_in += 1
         if self.state is CallState.ACTIVE or self.state is CallState.ENDING:
+            if self.caller_muted:
+                return act.SendAudio(self._silence(len(payload)))
             return act.SendAudio(payload)
         if self.state is CallState.CONNECTING:
             if len(self._preconnect) == self._preconnect.maxlen:
@@ -103,10 +123,14 @@ class CallSession:
         if self.state is CallState.ENDED or self.t0 is None:
             return None
         deadlines = [self.t0 + self.config.max_duration_s]
-        if self._dtmf_deadline is not None:
-            deadlines.append(self._dtmf_deadline)
-        if self._end_deadline is not None:
-            deadlines.append(self._end_deadline)
+        for deadline in (
+            self._dtmf_deadline,
+            self._end_deadline,
+            self._greet_at,
+            self._idle.deadline(),
+        ):
+            if deadline is not None:
+                deadlines.append(deadline)
         return min(deadlines)
 
     def handle_timer(self, now: float) -> list[act.Action]:
@@ -119,10 +143,20 @@ class CallSession:
         if self._dtmf_deadline is not None and now >= self._dtmf_deadline:
             out += self._flush_digits(now)
         if self._end_deadline is not None and now >= self._end_deadline:
-            out += self._end(now, "agent ended the call", "completed")
+            out += self._end(now, self._ending_reason, "completed")
+        if self._greet_at is not None and now >= self._greet_at:
+            out += self._greet()
+        if self._idle.due(now) and not self._line_busy():
+            out += self._idle_check(now)
+        if self._idle.after_s is not None:
+            self._idle.observe(now, busy=self._line_busy())
         return out
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def agent_audible(self) -> bool:
+        """The agent is speaking, or its words are still playing at the carrier."""
+        return self.ledger.audible or bool(self._framer.pending) or self._response_id is not None
 
     def time_in_call(self, now: float) -> float:
         return round(now - self.t0, 3) if self.t0 is not None else 0.0
@@ -136,17 +170,16 @@ class CallSession:
     def _event(self, now: float, kind: str, **data: Any) -> act.JournalEvent:
         return act.JournalEvent(kind, self.time_in_call(now), data)
 
-    def _ignore(self, event: object, now: float) -> list[act.Action]:
-        return []
-
-    def _request_response(self, instructions: str | None = None) -> list[act.Action]:
-        if self.config.capabilities.auto_response:
+    def _request_response(
+        self, instructions: str | None = None, say: str | None = None
+    ) -> list[act.Action]:
+        if self.config.capabilities.auto_response and say is None:
             return []  # the engine answers on its own
         if self._response_id is not None or self._response_requested:
-            self._deferred_response = (instructions,)
+            self._deferred_response = (instructions, say)
             return []
         self._response_requested = True
-        return [act.CreateResponse(instructions)]
+        return [act.CreateResponse(instructions, say)]
 
     def _end(self, now: float, reason: str, status: str) -> list[act.Action]:
         out: list[act.Action] = [*self._turns.drain(self.time_in_call)]
@@ -154,6 +187,58 @@ class CallSession:
         out.append(act.HangUp(reason, status))
         self._go(CallState.ENDED)
         return out
+
+    # -- greeting and silence ----------------------------------------------------------------
+
+    def _greet(self) -> list[act.Action]:
+        """Ask for the agent's first words: said word for word by engines that can be given a
+        text, else as one-off instructions."""
+        self._greet_at = None
+        message = self.config.initial_message
+        if self.state is not CallState.ACTIVE or not message:
+            return []
+        if self.config.capabilities.says_text:
+            return self._request_response(say=message)
+        instructions = (
+            "Start the call: greet the caller by saying exactly this, word for word, "
+            f'and nothing else: "{message}"'
+        )
+        return self._request_response(instructions)
+
+    def _caller_active(self, now: float) -> list[act.Action]:
+        """The caller spoke or pressed a key: the silence count starts over, and a greeting
+        still waiting for its delay is skipped (the engine answers the caller instead)."""
+        self._idle.caller_active()
+        if self._greet_at is None:
+            return []
+        self._greet_at = None
+        return [self._event(now, "greeting_skipped", reason="the caller spoke first")]
+
+    def _line_busy(self) -> bool:
+        """Someone is speaking or about to, a tool runs or the call is paused: no silence."""
+        return (
+            self.state is not CallState.ACTIVE
+            or self._caller_speaking
+            or self.agent_audible()
+            or self._response_requested
+            or self._deferred_response is not None
+            or bool(self._pending_tools)
+            or bool(self._digits)
+            or self._greet_at is not None
+            or self.caller_muted
+            or self.agent_muted
+            or not self.config.capabilities.says_text  # it could not ask the caller anything
+        )
+
+    def _idle_check(self, now: float) -> list[act.Action]:
+        """A silent period passed: ask whether the caller is still there, or give up."""
+        if not self._idle.check():
+            return self._end(now, IDLE_END_REASON, "completed")
+        text = self.config.idle_message
+        return [
+            self._event(now, "idle_check", count=self._idle.checks, text=text),
+            *self._request_response(say=text),
+        ]
 
     # -- carrier events ----------------------------------------------------------------------
 
@@ -185,6 +270,7 @@ class CallSession:
 
     def _on_dtmf(self, event: ev.CallerDtmf, now: float) -> list[act.Action]:
         out: list[act.Action] = [self._event(now, "dtmf", digit=event.digit)]
+        out += self._caller_active(now)
         self._digits.append(event.digit)
         if event.digit == "#" and self.state is not CallState.CONNECTING:
             out += self._flush_digits(now)
@@ -228,18 +314,32 @@ class CallSession:
             and not greeted
             and not self.config.capabilities.speaks_initial_message
         ):
-            instructions = (
-                "Start the call: greet the caller by saying exactly this, word for word, "
-                f'and nothing else: "{self.config.initial_message}"'
-            )
-            out += self._request_response(instructions)
+            self._greet_at = now + self.config.initial_message_delay_s
+            if self.config.initial_message_delay_s <= 0:
+                out += self._greet()
         if self._digits:
             out += self._flush_digits(now)
+        if self._pending_say is not None:
+            say, self._pending_say = self._pending_say, None
+            out += self._say(say, now)
         return out
 
     def _on_speech_started(self, event: ev.SpeechStarted, now: float) -> list[act.Action]:
         if event.item_id is not None:
             self._user_speech_at[event.item_id] = now
+        self._caller_speaking = True
+        out = self._cut_agent(
+            now, "barge_in", engine_cancels=self.config.capabilities.auto_interrupt
+        )
+        return out + self._caller_active(now)
+
+    def _on_speech_stopped(self, event: ev.SpeechStopped, now: float) -> list[act.Action]:
+        self._caller_speaking = False
+        return self._caller_active(now)
+
+    def _cut_agent(self, now: float, kind: str, *, engine_cancels: bool) -> list[act.Action]:
+        """Stop the agent mid-sentence: flush the carrier, truncate what was not heard, drop the
+        rest of the response. ``kind`` names the journal event (``barge_in``, ``interrupted``)."""
         out: list[act.Action] = []
         response = self._response_id
         queued = self.ledger.audible or bool(self._framer.pending)
@@ -260,7 +360,7 @@ class CallSession:
                 out.append(
                     self._event(
                         now,
-                        "barge_in",
+                        kind,
                         item_id=item.item_id,
                         heard_ms=item.heard_ms,
                         sent_ms=self.ledger.sent_ms(item.item_id),
@@ -269,7 +369,7 @@ class CallSession:
             out += self._turns.drain_finished(self.time_in_call)
         if response is not None:
             self._cancelled.add(response)
-            if not self.config.capabilities.auto_interrupt:
+            if not engine_cancels:
                 out.append(act.CancelResponse(response))
         return out
 
@@ -288,7 +388,7 @@ class CallSession:
             out += self._flush_framer()
             self._framing_item = item.item_id
         for chunk in self._framer.push(event.audio):
-            out.append(act.PlayAudio(chunk))
+            out.append(act.PlayAudio(self._silence(len(chunk)) if self.agent_muted else chunk))
             out.append(act.SendMark(self.ledger.sent(item.item_id, len(chunk))))
         return out
 
@@ -320,9 +420,11 @@ class CallSession:
     def _on_user_transcript(self, event: ev.UserTranscript, now: float) -> list[act.Action]:
         text = event.text.strip()
         started = self._user_speech_at.pop(event.item_id, now)
+        self._caller_speaking = False
+        out = self._caller_active(now)
         if not text:
-            return []
-        return [act.JournalTurn("user", text, self.time_in_call(started))]
+            return out
+        return [*out, act.JournalTurn("user", text, self.time_in_call(started))]
 
     def _on_response_done(self, event: ev.ResponseDone, now: float) -> list[act.Action]:
         out: list[act.Action] = []
@@ -333,9 +435,9 @@ class CallSession:
             self._response_requested = False
         self._cancelled.discard(event.response_id)  # a response sends nothing after its done
         if self._deferred_response is not None and not self._pending_tools:
-            (instructions,) = self._deferred_response
+            instructions, say = self._deferred_response
             self._deferred_response = None
-            out += self._request_response(instructions)
+            out += self._request_response(instructions, say)
         return out + self._maybe_finish_ending(now)
 
     def _on_tool_call(self, event: ev.ToolCallRequested, now: float) -> list[act.Action]:
@@ -419,6 +521,10 @@ class CallSession:
         self._response_id = None
         self._response_requested = False
         self._deferred_response = None
+        self._caller_speaking = False
+        if self._greet_at is not None:  # never said: the new engine greets once it is ready
+            self._greet_at = None
+            self._greeted = False
         self.config = replace(self.config, capabilities=event.capabilities)
         self._turns.exact_heard = event.capabilities.heard_text
         if self.state is CallState.ACTIVE:
@@ -431,12 +537,95 @@ class CallSession:
             *self._end(now, f"engine closed: {event.reason}", "failed"),
         ]
 
+    # -- control-plane events ----------------------------------------------------------------
+
+    def _on_hang_up_requested(self, event: ev.HangUpRequested, now: float) -> list[act.Action]:
+        return [
+            self._event(now, "control", action="hang_up"),
+            *self._end(now, event.reason, event.status),
+        ]
+
+    def _on_say_requested(self, event: ev.SayRequested, now: float) -> list[act.Action]:
+        out: list[act.Action] = [
+            self._event(
+                now,
+                "control",
+                action="say",
+                text=event.text,
+                interrupt=event.interrupt,
+                then_hang_up=event.then_hang_up,
+            )
+        ]
+        if self.state is CallState.CONNECTING:
+            self._pending_say = event  # said as soon as the engine is ready
+            return out
+        return out + self._say(event, now)
+
+    def _say(self, event: ev.SayRequested, now: float) -> list[act.Action]:
+        out: list[act.Action] = []
+        if event.interrupt:
+            out += self._cut_agent(now, "interrupted", engine_cancels=False)
+            self._response_id = None  # cancelled: a new response may start at once
+            self._response_requested = False
+            self._deferred_response = None
+        out += self._request_response(say=event.text)
+        if event.then_hang_up and self.state is CallState.ACTIVE:
+            self._go(CallState.ENDING)
+            self._ending_reason = "the agent said its last words (control)"
+            # Long enough for the words at a slow speaking rate, then hang up regardless.
+            self._end_deadline = now + self.config.end_call_grace_s + len(event.text) / 8
+        return out
+
+    def _on_message_injected(self, event: ev.MessageInjected, now: float) -> list[act.Action]:
+        out: list[act.Action] = [
+            self._event(now, "control", action="inject", role=event.role, text=event.text),
+            act.AddUserText(event.text) if event.role == "user" else act.AddSystemText(event.text),
+        ]
+        if event.role == "user":
+            out.append(act.JournalTurn("user", event.text, self.time_in_call(now)))
+        if event.respond:
+            out += self._request_response()
+        return out
+
+    def _on_mute_changed(self, event: ev.MuteChanged, now: float) -> list[act.Action]:
+        out: list[act.Action] = []
+        if event.interrupt:
+            out += self._cut_agent(now, "interrupted", engine_cancels=False)
+            self._response_id = None
+            self._response_requested = False
+            self._deferred_response = None
+        if event.caller is not None:
+            self.caller_muted = event.caller
+        if event.agent is not None:
+            self.agent_muted = event.agent
+        return [
+            *out,
+            self._event(
+                now, "control", action="mute", caller=self.caller_muted, agent=self.agent_muted
+            ),
+        ]
+
+    def _on_transferred(self, event: ev.Transferred, now: float) -> list[act.Action]:
+        return [
+            self._event(now, "transferred", target=event.target),
+            *self._end(now, f"transferred to {event.target}", "transferred"),
+        ]
+
+    def _silence(self, size: int) -> bytes:
+        return bytes((self.config.pad_byte or 0,)) * size
+
     def _maybe_finish_ending(self, now: float) -> list[act.Action]:
         if self.state is not CallState.ENDING:
             return []
-        if self._response_id is not None or self.ledger.audible or self._framer.pending:
+        if (
+            self._response_id is not None
+            or self._response_requested
+            or self._deferred_response is not None
+            or self.ledger.audible
+            or self._framer.pending
+        ):
             return []
-        return self._end(now, "agent ended the call", "completed")
+        return self._end(now, self._ending_reason, "completed")
 
 
 _Handler = Callable[[CallSession, Any, float], list[act.Action]]
@@ -449,7 +638,7 @@ _HANDLERS: dict[type, _Handler] = {
     ev.CallerHangup: CallSession._on_hangup,
     ev.EngineReady: CallSession._on_engine_ready,
     ev.SpeechStarted: CallSession._on_speech_started,
-    ev.SpeechStopped: CallSession._ignore,
+    ev.SpeechStopped: CallSession._on_speech_stopped,
     ev.ResponseStarted: CallSession._on_response_started,
     ev.AgentAudio: CallSession._on_agent_audio,
     ev.AgentAudioDone: CallSession._on_agent_audio_done,
@@ -462,8 +651,13 @@ _HANDLERS: dict[type, _Handler] = {
     ev.EngineError: CallSession._on_engine_error,
     ev.EngineClosed: CallSession._on_engine_closed,
     ev.EngineReplaced: CallSession._on_engine_replaced,
+    ev.HangUpRequested: CallSession._on_hang_up_requested,
+    ev.SayRequested: CallSession._on_say_requested,
+    ev.MessageInjected: CallSession._on_message_injected,
+    ev.MuteChanged: CallSession._on_mute_changed,
+    ev.Transferred: CallSession._on_transferred,
 }
 """Event type → handler. A class-level table: a session holds no bound methods of itself, so
 it forms no reference cycle and is freed as soon as its call ends (no full GC needed)."""
 
-__all__ = ["END_CALL_TOOL", "AgentItem", "CallSession", "SessionStats"]
+__all__ = ["END_CALL_TOOL", "IDLE_END_REASON", "AgentItem", "CallSession", "SessionStats"]

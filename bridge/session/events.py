@@ -199,6 +199,60 @@ class StartFailed:
     status: str = "failed"
 
 
+# --- from the control plane (API calls, carrier callbacks) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HangUpRequested:
+    """End the call now (an API call, or an answering machine the agent must not talk to)."""
+
+    reason: str
+    status: str = "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class SayRequested:
+    """Have the agent say ``text`` word for word.
+
+    ``interrupt``: cut what the agent is saying first (as a barge-in would). ``then_hang_up``:
+    end the call once the words have played (a voicemail message).
+    """
+
+    text: str
+    interrupt: bool = False
+    then_hang_up: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInjected:
+    """Add a message to the agent's context: what the ``user`` said, or a ``system`` note."""
+
+    role: str
+    text: str
+    respond: bool = True
+    """Ask the agent to respond to it now."""
+
+
+@dataclass(frozen=True, slots=True)
+class MuteChanged:
+    """Mute or unmute a side: a muted caller is silence to the agent, a muted agent is silence
+    to the caller (its turn still runs its course). None leaves that side as it is."""
+
+    caller: bool | None = None
+    agent: bool | None = None
+    interrupt: bool = False
+    """Also cut what the agent is saying (going on hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transferred:
+    """The carrier moved the call elsewhere (a cold transfer): this bridge's part is over."""
+
+    target: str
+
+
+ControlEvent = HangUpRequested | SayRequested | MessageInjected | MuteChanged | Transferred
+
 CarrierEvent = CallStarted | CallerAudio | CallerDtmf | PlaybackMark | CallerHangup
 EngineEvent = (
     EngineReady
@@ -215,4 +269,4 @@ EngineEvent = (
     | EngineError
     | EngineClosed
 )
-Event = CarrierEvent | EngineEvent | ToolResult | EngineReplaced | StartFailed
+Event = CarrierEvent | EngineEvent | ToolResult | EngineReplaced | StartFailed | ControlEvent

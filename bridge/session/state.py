@@ -40,6 +40,8 @@ _ENGINE = (
     ev.EngineClosed,
 )
 
+_CONTROL = (ev.HangUpRequested, ev.MuteChanged, ev.Transferred)
+
 HANDLED: dict[CallState, frozenset[type]] = {
     CallState.NEW: frozenset({ev.CallStarted, ev.StartFailed, ev.CallerHangup}),
     CallState.CONNECTING: frozenset(
@@ -51,10 +53,22 @@ HANDLED: dict[CallState, frozenset[type]] = {
             ev.EngineReplaced,
             ev.StartFailed,
             ev.ToolResult,
+            *_CONTROL,
+            ev.SayRequested,
         }
     ),
-    CallState.ACTIVE: frozenset({*_CARRIER, *_ENGINE, ev.ToolResult, ev.EngineReplaced}),
-    CallState.ENDING: frozenset({*_CARRIER, *_ENGINE, ev.ToolResult}),
+    CallState.ACTIVE: frozenset(
+        {
+            *_CARRIER,
+            *_ENGINE,
+            ev.ToolResult,
+            ev.EngineReplaced,
+            *_CONTROL,
+            ev.SayRequested,
+            ev.MessageInjected,
+        }
+    ),
+    CallState.ENDING: frozenset({*_CARRIER, *_ENGINE, ev.ToolResult, *_CONTROL}),
     CallState.ENDED: frozenset(),
 }
 """Events each state acts on. Anything else is ignored (and counted)."""

@@ -256,12 +256,13 @@ async def caller_says(engine: PipelineEngine, audio: bytes = SPEECH) -> None:
 async def test_engine_greets_hears_and_answers_sentence_by_sentence() -> None:
     llm = ListLLM([TextDelta("Sure. "), TextDelta("Which day?")])
     engine = PipelineEngine(
-        PipelineConfig(instructions="Be kind.", initial_message="Hello."),
+        PipelineConfig(instructions="Be kind."),
         stt=ScriptSTT(["book an appointment"]),
         llm=llm,
         tts=SilentTTS(),
     )
     await engine.connect()
+    await engine.send(act.CreateResponse(say="Hello."))  # the session's greeting, when due
     greeting = await drain(engine, ev.ResponseDone)
     assert greeting[0] == ev.EngineReady()
     assert ev.AgentTranscript("resp_1", "item_1", "Hello.") in greeting

@@ -8,10 +8,12 @@ through a reverse proxy. Signatures come from the ``twilio`` package's own ``Req
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
 
 import httpx
@@ -129,3 +131,100 @@ def attributes(xml: str, verb: str) -> dict[str, Any]:
     found = parse_twiml(xml).find(verb)
     assert found is not None, xml
     return dict(found.attrib)
+
+
+# --- Twilio's REST API (Calls) ----------------------------------------------------------------
+
+
+@dataclass
+class RestCall:
+    """A call the bridge asked the fake Twilio to make (the form it POSTed, as Twilio got it)."""
+
+    sid: str
+    form: dict[str, list[str]]
+    updates: list[dict[str, list[str]]] = field(default_factory=list)
+
+    def one(self, name: str) -> str | None:
+        values = self.form.get(name)
+        return values[0] if values else None
+
+
+E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
+REQUIRED_ONE_OF = ("Url", "Twiml", "ApplicationSid")
+MACHINE_DETECTION_MODES = ("Enable", "DetectMessageEnd")
+
+
+def _twilio_error(status: int, code: int, message: str) -> httpx.Response:
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    return httpx.Response(status, json=body)
+
+
+@dataclass
+class FakeTwilioRest:
+    """``api.twilio.com`` for the Calls resource, as an ``httpx`` transport: checks basic auth
+    and the form the way Twilio does (error codes and JSON of Twilio's API), answers with a call
+    resource, and keeps every call and update for the test to inspect and drive."""
+
+    account_sid: str
+    auth_token: str
+    calls: dict[str, RestCall] = field(default_factory=dict)
+    refuse_with: tuple[int, int, str] | None = None
+    """Answer the next dial with this (status, code, message) error."""
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.host == "api.twilio.com", request.url
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return _twilio_error(401, 20003, "Authenticate")
+        prefix = f"/2010-04-01/Accounts/{self.account_sid}/Calls"
+        path = request.url.path
+        form = parse_qs(request.content.decode(), keep_blank_values=True)
+        if request.method == "POST" and path == prefix + ".json":
+            return self._create(form)
+        if request.method == "POST" and path.startswith(prefix + "/") and path.endswith(".json"):
+            sid = path[len(prefix) + 1 : -len(".json")]
+            call = self.calls.get(sid)
+            if call is None:
+                return _twilio_error(404, 20404, "The requested resource was not found")
+            call.updates.append(form)
+            return httpx.Response(200, json=self._resource(call, "in-progress"))
+        return _twilio_error(404, 20404, "The requested resource was not found")
+
+    def _create(self, form: dict[str, list[str]]) -> httpx.Response:
+        for name in ("To", "From"):
+            if not form.get(name):
+                return _twilio_error(400, 21201, f"No '{name}' number is specified")
+        if not any(form.get(name) for name in REQUIRED_ONE_OF):
+            return _twilio_error(400, 21205, "Url parameter is required.")
+        if not E164_RE.fullmatch(form["To"][0]):
+            return _twilio_error(400, 21211, f"Invalid 'To' Phone Number: {form['To'][0]}")
+        detection = form.get("MachineDetection", [None])[0]
+        if detection is not None and detection not in MACHINE_DETECTION_MODES:
+            return _twilio_error(400, 21626, "MachineDetection must be Enable or DetectMessageEnd")
+        if self.refuse_with is not None:
+            status, code, message = self.refuse_with
+            self.refuse_with = None
+            return _twilio_error(status, code, message)
+        call = RestCall(new_sid("CA"), form)
+        self.calls[call.sid] = call
+        return httpx.Response(201, json=self._resource(call, "queued"))
+
+    def _resource(self, call: RestCall, status: str) -> dict[str, Any]:
+        return {
+            "sid": call.sid,
+            "account_sid": self.account_sid,
+            "to": call.one("To"),
+            "from": call.one("From"),
+            "status": status,
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{call.sid}.json",
+        }

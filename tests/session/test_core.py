@@ -148,8 +148,13 @@ def test_caller_audio_is_buffered_until_the_engine_is_ready() -> None:
 def test_initial_message_makes_the_agent_speak_first() -> None:
     s = started(SessionConfig(initial_message="Thanks for calling Acme."), ready=False)
     out = s.handle(ev.EngineReady(), 0.3)
-    (create,) = of(out, act.CreateResponse)
-    assert create.instructions is not None and '"Thanks for calling Acme."' in create.instructions
+    assert of(out, act.CreateResponse) == [act.CreateResponse(say="Thanks for calling Acme.")]
+    # an engine that cannot be given a text is instructed to say it
+    caps = EngineCapabilities(says_text=False)
+    s = started(SessionConfig(capabilities=caps, initial_message="Hi."), ready=False)
+    (create,) = of(s.handle(ev.EngineReady(), 0.3), act.CreateResponse)
+    assert create.say is None and create.instructions is not None
+    assert '"Hi."' in create.instructions
 
 
 def test_tool_call_runs_the_webhook_then_answers_and_asks_for_a_response() -> None:

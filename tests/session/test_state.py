@@ -41,6 +41,14 @@ EVENTS: list[ev.Event] = [
         "pipeline",
         "elevenlabs",
     ),
+    ev.HangUpRequested("hung up by API"),
+    ev.SayRequested("Please hold."),
+    ev.SayRequested("Sorry we missed you.", interrupt=True, then_hang_up=True),
+    ev.MessageInjected("user", "I want a refund"),
+    ev.MessageInjected("system", "The caller is a VIP.", respond=False),
+    ev.MuteChanged(caller=True),
+    ev.MuteChanged(caller=False, agent=True),
+    ev.Transferred("+15550001111"),
 ]
 
 

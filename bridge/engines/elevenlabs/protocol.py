@@ -47,6 +47,7 @@ CAPABILITIES = EngineCapabilities(
     speaks_initial_message=True,
     auto_response=True,
     heard_text=True,
+    says_text=False,  # a conversation has no "say this" message
 )
 
 OVERRIDES = ("prompt", "first_message", "language", "voice")
@@ -143,6 +144,8 @@ class ElevenLabsProtocol(JsonEngineProtocol):
             )
         if isinstance(action, act.AddUserText):
             return _dump({"type": "user_message", "text": action.text})
+        if isinstance(action, act.AddSystemText):
+            return _dump({"type": "contextual_update", "text": action.text})
         # TruncateAgent, CancelResponse, CreateResponse: ElevenLabs does these itself.
         return None
 

@@ -11,6 +11,7 @@ caller sends are the bytes the model hears, with no resampling at all.
 from __future__ import annotations
 
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,14 +169,23 @@ class OpenAIRealtimeProtocol(JsonEngineProtocol):
             content = [{"type": "input_text", "text": action.text}]
             item = {"type": "message", "role": "user", "content": content}
             return _dump({"type": "conversation.item.create", "item": item})
+        if isinstance(action, act.AddSystemText):
+            content = [{"type": "input_text", "text": action.text}]
+            item = {"type": "message", "role": "system", "content": content}
+            return _dump({"type": "conversation.item.create", "item": item})
         if isinstance(action, act.AddToolOutput):
             item = {"type": "function_call_output", "call_id": action.call_id}
             item["output"] = action.output
             return _dump({"type": "conversation.item.create", "item": item})
         if isinstance(action, act.CreateResponse):
             message = {"type": "response.create"}
-            if action.instructions:
-                message["response"] = {"instructions": action.instructions}
+            instructions = action.instructions
+            if action.say is not None:
+                instructions = "Say exactly this, word for word, and nothing else: " + json.dumps(
+                    action.say
+                )
+            if instructions:
+                message["response"] = {"instructions": instructions}
             return _dump(message)
         raise EngineProtocolError(f"cannot encode {type(action).__name__}", who="local")
 

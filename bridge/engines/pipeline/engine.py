@@ -10,7 +10,9 @@ ElevenLabs or espeak-ng for TTS. It speaks the session core's vocabulary like an
 * **Responses.** The model's reply streams into a :class:`~.sentences.SentenceBuffer`; each
   sentence goes to TTS as soon as it is complete, so the caller hears the first sentence while
   the rest is still being written. Tool calls go out as ``ToolCallRequested``; the session
-  brings their results back (``AddToolOutput`` + ``CreateResponse``).
+  brings their results back (``AddToolOutput`` + ``CreateResponse``). A fixed text — the
+  greeting, an idle check, a control-plane ``say`` — is ``CreateResponse(say=…)``: spoken as
+  given, no model involved, and kept in the model's history.
 * **Barge-in.** Caller speech while the agent talks (``interrupt_sensitivity``) cancels the
   model and TTS work at once; the session truncates at the heard position and this engine
   answers with the exact words heard (TTS word timings), which is also what stays in the
@@ -53,7 +55,9 @@ CAPABILITIES = EngineCapabilities(
     auto_interrupt=True,
     transcripts=True,
     audio_formats=("pcmu",),
-    speaks_initial_message=True,
+    # The session asks for the greeting when it is due (``initial_message_delay_s``) with
+    # ``CreateResponse(say=…)``: spoken as given, like any fixed text.
+    speaks_initial_message=False,
     auto_response=False,
     heard_text=True,
 )
@@ -65,7 +69,6 @@ MAX_CONSECUTIVE_FAILURES = 2
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
     instructions: str = ""
-    initial_message: str | None = None
     tools: tuple[ToolSchema, ...] = ()
     endpointing: str = "auto"
     interrupt: str = "high"
@@ -127,8 +130,6 @@ class PipelineEngine(EngineClient):
     async def connect(self) -> None:
         await self.stt.start()
         self._emit(ev.EngineReady())
-        if self.config.initial_message:
-            self._start_response(fixed_text=self.config.initial_message)
 
     async def send_audio(self, payload: bytes) -> None:
         """Hot path: one caller chunk → STT, and the VAD's view of turns."""
@@ -152,12 +153,14 @@ class PipelineEngine(EngineClient):
             self._cancel_response()
         elif isinstance(action, act.AddUserText):
             self.history.append({"role": "user", "content": action.text})
+        elif isinstance(action, act.AddSystemText):
+            self.history.append({"role": "system", "content": action.text})
         elif isinstance(action, act.AddToolOutput):
             self.history.append(
                 {"role": "tool", "tool_call_id": action.call_id, "content": action.output}
             )
         elif isinstance(action, act.CreateResponse):
-            self._start_response()
+            self._start_response(fixed_text=action.say)
 
     async def events(self) -> AsyncIterator[ev.EngineEvent]:
         while True:

@@ -3,11 +3,13 @@
 The official ``openai`` client does the HTTP and SSE work (``base_url`` points it at OpenAI, a
 self-hosted vLLM / llama.cpp / Ollama server, or a test fake). Replies stream; tool calls are
 assembled from their streamed pieces and handed over whole, after the text.
+:meth:`OpenAIChatModel.complete_json` asks for one structured (JSON schema) reply instead: the
+post-call summary (:mod:`bridge.postcall`) uses the same client.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from bridge.engines.pipeline.parts import LanguageModel, Message, TextDelta, ToolCall, ToolSchema
@@ -79,6 +81,34 @@ class OpenAIChatModel(LanguageModel):
         for index in sorted(calls):
             call_id, name, arguments = calls[index]
             yield ToolCall(call_id or f"call_{index}", name, arguments or "{}")
+
+    async def complete_json(
+        self, messages: Sequence[Message], *, name: str, schema: Mapping[str, Any]
+    ) -> str:
+        """One non-streamed reply constrained to JSON ``schema`` (structured outputs, strict):
+        its text. Failures are :class:`~bridge.errors.EngineUnavailable`."""
+        import openai
+
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": dict(schema), "strict": True},
+            },
+        }
+        if self.temperature is not None:
+            request["temperature"] = self.temperature
+        try:
+            completion = await self._client.chat.completions.create(**request)
+        except openai.APIError as exc:
+            raise EngineUnavailable(f"language model: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # a body that is not JSON
+            raise EngineUnavailable(f"language model sent malformed data: {exc}") from None
+        content = completion.choices[0].message.content if completion.choices else None
+        if not isinstance(content, str):
+            raise EngineUnavailable("language model: the reply has no content")
+        return content
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,0 +1,1 @@
+"""Tests of bridge.postcall: the answer schema, the offline fallback, the model step."""

@@ -1,0 +1,1 @@
+"""Tests of bridge.webhooks: retry policy, signed payload, deliverer, delivery end to end."""
