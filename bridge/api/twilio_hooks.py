@@ -221,6 +221,17 @@ async def _call_of(request: Request, call_sid: str) -> CallSummary:
     return found[0]
 
 
+async def _callback(request: Request) -> tuple[dict[str, str], CallSummary]:
+    """A callback about a journaled call: its form and the call, the signature checked against
+    the call's organization (which /v1/events subscribers then know)."""
+    services: Services = request.app.state.services
+    form = await _form(request)
+    call = await _call_of(request, form.get("CallSid", ""))
+    await _verify(request, form, call.org_id)
+    services.journal.feed.note_org(call.id, call.org_id)
+    return form, call
+
+
 def _time_in_call(call: CallSummary) -> float:
     return max(0.0, (datetime.now(UTC) - call.started_at).total_seconds())
 
@@ -233,10 +244,7 @@ def _time_in_call(call: CallSummary) -> float:
 )
 async def call_status(request: Request) -> Response:
     services: Services = request.app.state.services
-    form = await _form(request)
-    call = await _call_of(request, form.get("CallSid", ""))
-    await _verify(request, form, call.org_id)
-    services.journal.feed.note_org(call.id, call.org_id)  # for /v1/events subscribers
+    form, call = await _callback(request)
     status = form.get("CallStatus", "")
     data = {
         key: form[name]
@@ -276,10 +284,7 @@ async def call_status(request: Request) -> Response:
 )
 async def stream_status(request: Request) -> Response:
     services: Services = request.app.state.services
-    form = await _form(request)
-    call = await _call_of(request, form.get("CallSid", ""))
-    await _verify(request, form, call.org_id)
-    services.journal.feed.note_org(call.id, call.org_id)  # for /v1/events subscribers
+    form, call = await _callback(request)
     data = {
         key: form[name]
         for key, name in (
@@ -309,10 +314,7 @@ async def amd_result(request: Request) -> Response:
     """A person answered (the agent goes on), or a machine / fax did: then the agent's
     ``[voicemail] action`` decides — hang up, leave its message after the beep, or go on."""
     services: Services = request.app.state.services
-    form = await _form(request)
-    call = await _call_of(request, form.get("CallSid", ""))
-    await _verify(request, form, call.org_id)
-    services.journal.feed.note_org(call.id, call.org_id)
+    form, call = await _callback(request)
     answered_by = form.get("AnsweredBy", "unknown")
     data: dict[str, Any] = {"answered_by": answered_by}
     if form.get("MachineDetectionDuration"):

@@ -40,6 +40,7 @@ from bridge.carriers.base import (
     bytes_per_ms,
     silence_byte,
 )
+from bridge.config import Settings
 from bridge.engines.base import EngineClient
 from bridge.errors import (
     CallbridgeError,
@@ -49,6 +50,7 @@ from bridge.errors import (
     EngineUnavailable,
 )
 from bridge.journal.models import DEFAULT_ORG
+from bridge.journal.store import JournalError
 from bridge.runtime.accounts import twilio_account
 from bridge.runtime.link import CarrierLink, make_link
 from bridge.runtime.recording import CallRecording, RecordingLink, failure_reason
@@ -129,6 +131,7 @@ class CallRuntime:
         self._history: list[tuple[str, str]] = []
         self._fell_back = False
         self._engine_was_ready = False
+        self._settings: Settings = services.settings
         self._recording: CallRecording | None = None
         self._hold: asyncio.Task[None] | None = None
         self._quiet: asyncio.Event | None = None
@@ -155,6 +158,7 @@ class CallRuntime:
         self._start = start
         self._params = {**self._base_params, **start.custom_parameters}
         existing = self._adopt()
+        self._settings = await self._org_settings()
         self.link = make_link(self.socket, self.codec, self._carrier_mark)
         failure = self._set_up(start)
         self.services.running[self.call_id] = self
@@ -228,6 +232,15 @@ class CallRuntime:
         self.call_id = call_id
         return True
 
+    async def _org_settings(self) -> Settings:
+        """The organization's provider keys for this call's engines (the server's if the
+        journal cannot be read: the call goes on)."""
+        try:
+            return await self.services.org_settings(self._org or DEFAULT_ORG)
+        except JournalError as exc:
+            log.warning("call %s: organization credentials unavailable: %s", self.call_id, exc)
+            return self.services.settings
+
     def _set_up(self, start: ev.CallStarted) -> str | None:
         """Resolve agent, prompt and engine; return why the call cannot go on, or None."""
         services = self.services
@@ -238,7 +251,11 @@ class CallRuntime:
             self.agent = agent
             rendered = render_agent(agent, self._params)
             engine, engine_format = services.make_engine(
-                agent, rendered, carrier_format=start.encoding, call_id=self.call_id
+                agent,
+                rendered,
+                carrier_format=start.encoding,
+                call_id=self.call_id,
+                settings=self._settings,
             )
         except CallbridgeError as exc:
             return str(exc)
@@ -371,7 +388,11 @@ class CallRuntime:
                 initial_message=None if self._engine_was_ready else rendered.initial_message,
             )
             engine, engine_format = services.make_engine(
-                fallback, rendered, carrier_format=self._carrier_format, call_id=self.call_id
+                fallback,
+                rendered,
+                carrier_format=self._carrier_format,
+                call_id=self.call_id,
+                settings=self._settings,
             )
         except CallbridgeError as exc:
             log.error("call %s: fallback agent unusable: %s", self.call_id, exc)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from twilio.http import AsyncHttpClient
 
@@ -19,6 +19,13 @@ from bridge.journal.writer import JournalWriter
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
 from bridge.secrets import SecretBox
 from bridge.tools.webhook import ToolDispatcher
+
+ORG_KEYS = {
+    "openai": "openai_api_key",
+    "elevenlabs": "elevenlabs_api_key",
+    "deepgram": "deepgram_api_key",
+}
+"""Stored credential (provider) → the setting it replaces for the organization's calls."""
 
 
 class ControlRefused(CallbridgeError):
@@ -74,14 +81,36 @@ class Services:
     """The calls this worker carries, by journal id: live call control reaches them here."""
     on_call_end: list[Callable[[str], None]] = field(default_factory=list)
 
+    async def org_settings(self, org: str) -> Settings:
+        """The settings an organization's calls run with: its stored provider keys (OpenAI,
+        ElevenLabs, Deepgram) in place of the server's; the server's where it stored none."""
+        control, box = self.control, self.secrets
+        if control is None or box is None:
+            return self.settings
+        keys: dict[str, Any] = {}
+        for row in await control.list_credentials(org):
+            field_name = ORG_KEYS.get(row.provider)
+            if field_name is not None:
+                fields = await control.credential_fields(org, row.provider, box)
+                if fields and fields.get("api_key"):
+                    keys[field_name] = fields["api_key"]
+        return replace(self.settings, **keys) if keys else self.settings
+
     def make_engine(
-        self, agent: Agent, rendered: RenderedAgent, *, carrier_format: str, call_id: str
+        self,
+        agent: Agent,
+        rendered: RenderedAgent,
+        *,
+        carrier_format: str,
+        call_id: str,
+        settings: Settings | None = None,
     ) -> tuple[EngineClient, str]:
-        """The engine client for this agent and the audio format it will speak."""
+        """The engine client for this agent and the audio format it will speak (``settings``:
+        the call's organization's, see :meth:`org_settings`)."""
         factory = self.engine_factories.get(agent.engine)
         if factory is None:
             known = ", ".join(sorted(self.engine_factories))
             raise ConfigError(
                 f"agent {agent.name!r} names unknown engine {agent.engine!r} ({known})"
             )
-        return factory(agent, rendered, self.settings, carrier_format, call_id)
+        return factory(agent, rendered, settings or self.settings, carrier_format, call_id)
