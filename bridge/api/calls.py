@@ -200,6 +200,8 @@ async def get_call(
 
 LIVE_HEARTBEAT_S = 15.0
 """A comment line this often keeps proxies from closing a quiet live stream."""
+LIVE_START_WAIT_S = 5.0
+"""How long the live stream of a call this worker carries waits for the call to start."""
 
 
 def get_feed(request: Request) -> JournalFeed | None:
@@ -228,6 +230,11 @@ async def live_call(
     principal: Reader,
 ) -> StreamingResponse:
     feed = get_feed(request)
+    services = getattr(request.app.state, "services", None)
+    if feed is not None and services is not None and call_id in services.live_calls:
+        # carried here but perhaps not started yet (the answer to a browser's offer comes
+        # before the media's first frame): wait for its start rather than replay nothing
+        await feed.wait_known(call_id, LIVE_START_WAIT_S)
     if feed is not None and feed.known(call_id) and feed.org_of(call_id) == principal.org:
         stream = _follow(feed, call_id, request)
     else:

@@ -123,6 +123,7 @@ class JournalFeed:
         self._by_call: dict[str, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
         self._orgs: dict[str, str] = {}  # call id → organization, while its backlog is kept
+        self._starting: dict[str, asyncio.Event] = {}  # calls someone waits to see start
 
     # -- publishing (synchronous, never waits) --------------------------------------------------
 
@@ -132,6 +133,21 @@ class JournalFeed:
         if org:
             self._orgs[call_id] = org
         self._publish(call_id, {"type": "status", "status": "in-progress", **fields})
+        waiting = self._starting.pop(call_id, None)
+        if waiting is not None:
+            waiting.set()
+
+    async def wait_known(self, call_id: str, within_s: float) -> bool:
+        """Wait (at most ``within_s``) until the call has started in the feed: a client may ask
+        for a call's live stream before the runtime has journaled its start."""
+        if call_id in self._backlogs:
+            return True
+        started = self._starting.setdefault(call_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(started.wait(), within_s)
+        if not started.is_set():
+            self._starting.pop(call_id, None)
+        return call_id in self._backlogs
 
     def record(self, call_id: str, action: JournalAction) -> None:
         if call_id in self._backlogs or self._everything or call_id in self._by_call:

@@ -485,3 +485,15 @@ async def test_a_refused_submission_is_not_published(sqlite_journal: JournalStor
         assert await ready(everything) == ([], False)
     assert not writer.feed.known(call_id)
     await writer.close()
+
+
+async def test_waiting_for_a_call_that_has_not_started_yet() -> None:
+    feed = JournalFeed()
+    waiter = asyncio.create_task(feed.wait_known("c1", 5.0))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    feed.call_started("c1", {})
+    assert await waiter is True
+    assert await feed.wait_known("c1", 0.0) is True  # known: no wait
+    assert await feed.wait_known("never", 0.01) is False
+    assert feed._starting == {}  # nothing left behind
