@@ -12,10 +12,18 @@ import re
 
 from bridge.agents.model import Agent, ToolSpec
 
-__all__ = ["DTMF_DIGITS", "SEND_DTMF", "TRANSFER_CALL", "builtin_tools", "is_transfer_target"]
+__all__ = [
+    "BUILTIN_TOOLS",
+    "DTMF_DIGITS",
+    "SEND_DTMF",
+    "TRANSFER_CALL",
+    "builtin_tools",
+    "is_transfer_target",
+]
 
 TRANSFER_CALL = "transfer_call"
 SEND_DTMF = "send_dtmf"
+BUILTIN_TOOLS = frozenset({TRANSFER_CALL, SEND_DTMF})
 DTMF_DIGITS = re.compile(r"[0-9*#A-Dw]{1,64}")
 """Keys a phone can send (``w``: a half-second pause, as Twilio's ``sendDigits`` has it)."""
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,12 +23,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from twilio.twiml.voice_response import Dial, VoiceResponse
-
-from bridge.agents.builtins import DTMF_DIGITS, SEND_DTMF, TRANSFER_CALL, builtin_tools
+from bridge.agents.builtins import BUILTIN_TOOLS, builtin_tools
 from bridge.agents.model import Agent
 from bridge.agents.template import render_agent
-from bridge.audio.tones import dtmf, hold_music
 from bridge.audio.transcode import Transcoder
 from bridge.carriers.base import (
     CarrierCodec,
@@ -44,22 +40,20 @@ from bridge.config import Settings
 from bridge.engines.base import EngineClient
 from bridge.errors import (
     CallbridgeError,
-    CarrierApiError,
     CarrierProtocolError,
     CarrierStartRefused,
     EngineUnavailable,
 )
 from bridge.journal.models import DEFAULT_ORG
-from bridge.journal.store import JournalError
-from bridge.runtime.accounts import twilio_account
+from bridge.runtime.control import CallControl
 from bridge.runtime.link import CarrierLink, make_link
-from bridge.runtime.recording import CallRecording, RecordingLink, failure_reason
-from bridge.runtime.services import ControlRefused, Services
+from bridge.runtime.recording import CallRecording, record_call
+from bridge.runtime.services import Services
 from bridge.session import actions as act
 from bridge.session import events as ev
 from bridge.session.config import SessionConfig
 from bridge.session.core import CallSession
-from bridge.session.state import HANDLED, CallState
+from bridge.session.state import CallState
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +63,6 @@ STREAM_TOKEN_PURPOSE = "stream"
 HANGUP_TIMEOUT_S = 5.0
 PLAYOUT_WAIT_S = 10.0
 """A transfer waits this long at most for the agent's last words to finish playing."""
-HOLD_CHUNK_S = 1.0
-"""Hold music goes to the carrier a second at a time, on an absolute schedule."""
 
 
 class CarrierSocket(Protocol):
@@ -109,7 +101,8 @@ class CallRuntime:
         self.link: CarrierLink | None = None
         self._base_params = dict(parameters or {})
         self._carrier_hang_up = hang_up
-        self._start: ev.CallStarted | None = None
+        self.started: ev.CallStarted | None = None
+        """The carrier's start (its call sid), once the handshake is done."""
         self._caller_hung_up = False
         self.call_id = call_id
         self.clock = clock
@@ -127,13 +120,13 @@ class CallRuntime:
         self._timer_at: float | None = None
         self._protocol_errors: list[str] = []
         self._journaled_errors = 0
-        self._carrier_format = "pcmu"
+        self.carrier_format = "pcmu"
         self._history: list[tuple[str, str]] = []
         self._fell_back = False
         self._engine_was_ready = False
         self._settings: Settings = services.settings
         self._recording: CallRecording | None = None
-        self._hold: asyncio.Task[None] | None = None
+        self.control = CallControl(self)
         self._quiet: asyncio.Event | None = None
 
     # -- the call ----------------------------------------------------------------------------
@@ -155,13 +148,13 @@ class CallRuntime:
             )
             await self.socket.close(1000, "no start")
             return
-        self._start = start
+        self.started = start
         self._params = {**self._base_params, **start.custom_parameters}
         existing = self._adopt()
-        self._settings = await self._org_settings()
+        self._settings = await self.services.org_settings(self.org)
         self.link = make_link(self.socket, self.codec, self._carrier_mark)
         failure = self._set_up(start)
-        self.services.running[self.call_id] = self
+        self.services.running[self.call_id] = self.control
         journal.call_started(
             self.call_id,
             carrier=self.codec.carrier,
@@ -176,11 +169,11 @@ class CallRuntime:
             context=self._params,
         )
         if failure is None and self.agent is not None and self.agent.record:
-            self._start_recording(start.encoding)
-        await self._handle(start)
+            self._recording = record_call(self, start.encoding)
+        await self.handle(start)
         self._journal_protocol_errors(0.0)
         if failure is not None:
-            await self._handle(ev.StartFailed(failure))
+            await self.handle(ev.StartFailed(failure))
         else:
             self._spawn(self._run_engine())
             self._spawn(self._read_carrier())
@@ -232,15 +225,6 @@ class CallRuntime:
         self.call_id = call_id
         return True
 
-    async def _org_settings(self) -> Settings:
-        """The organization's provider keys for this call's engines (the server's if the
-        journal cannot be read: the call goes on)."""
-        try:
-            return await self.services.org_settings(self._org or DEFAULT_ORG)
-        except JournalError as exc:
-            log.warning("call %s: organization credentials unavailable: %s", self.call_id, exc)
-            return self.services.settings
-
     def _set_up(self, start: ev.CallStarted) -> str | None:
         """Resolve agent, prompt and engine; return why the call cannot go on, or None."""
         services = self.services
@@ -259,7 +243,7 @@ class CallRuntime:
             )
         except CallbridgeError as exc:
             return str(exc)
-        self._carrier_format = start.encoding
+        self.carrier_format = start.encoding
         self._use_engine(engine, engine_format)
         rate = bytes_per_ms(start.encoding)
         self.session = CallSession(
@@ -292,7 +276,7 @@ class CallRuntime:
         while not self._done.is_set():
             frame = await self.socket.receive()
             if frame is None:
-                await self._handle(ev.CallerHangup("carrier closed the stream"))
+                await self.handle(ev.CallerHangup("carrier closed the stream"))
                 return
             try:
                 event = codec.parse(frame)
@@ -310,7 +294,7 @@ class CallRuntime:
             elif event is not None:
                 if type(event) is ev.PlaybackMark and self.link is not None:
                     await self.link.answered(event.name)  # room for marks the link holds
-                await self._handle(event)
+                await self.handle(event)
 
     async def _carrier_signal(self, signal: FlowPaused | FlowResumed | CarrierReply) -> None:
         link = self.link
@@ -324,11 +308,11 @@ class CallRuntime:
 
     async def _carrier_mark(self, name: str) -> None:
         """A paced link reached (or a clear flushed) one of the session's marks."""
-        await self._handle(ev.PlaybackMark(name))
+        await self.handle(ev.PlaybackMark(name))
 
     def _use_engine(self, engine: EngineClient, engine_format: str) -> None:
         self.engine = engine
-        carrier = self._carrier_format
+        carrier = self.carrier_format
         same = engine_format == carrier
         self._to_engine = None if same else Transcoder(carrier, engine_format)
         self._to_carrier = None if same else Transcoder(engine_format, carrier)
@@ -344,7 +328,7 @@ class CallRuntime:
                 reason = f"engine unavailable: {exc}"
                 log.error("call %s: %s", self.call_id, reason)
                 if not await self._fall_back(reason):
-                    await self._handle(ev.StartFailed(reason))
+                    await self.handle(ev.StartFailed(reason))
                     return
                 continue
             if not await self._pump(engine):
@@ -365,7 +349,7 @@ class CallRuntime:
                 f"engine closed: {received.reason}"
             ):
                 return True
-            await self._handle(event)
+            await self.handle(event)
             if self._done.is_set():
                 return False
         return False
@@ -390,7 +374,7 @@ class CallRuntime:
             engine, engine_format = services.make_engine(
                 fallback,
                 rendered,
-                carrier_format=self._carrier_format,
+                carrier_format=self.carrier_format,
                 call_id=self.call_id,
                 settings=self._settings,
             )
@@ -404,7 +388,7 @@ class CallRuntime:
             with contextlib.suppress(Exception):
                 await previous.close()
         self._use_engine(engine, engine_format)
-        await self._handle(
+        await self.handle(
             ev.EngineReplaced(engine.capabilities, reason, agent.engine, fallback.engine)
         )
         return True
@@ -415,7 +399,7 @@ class CallRuntime:
 
     # -- carrying out actions ----------------------------------------------------------------
 
-    async def _handle(self, event: ev.Event) -> None:
+    async def handle(self, event: ev.Event) -> None:
         now = self.clock()
         if type(event) is ev.CallerHangup:
             self._caller_hung_up = True
@@ -464,12 +448,7 @@ class CallRuntime:
         await self.engine.send_audio(payload)
 
     def _journal_clear(self, since: float) -> None:
-        now = self.clock()
-        latency_ms = round((now - since) * 1000, 3)
-        event = act.JournalEvent(
-            "carrier_cleared", self.session.time_in_call(now), {"latency_ms": latency_ms}
-        )
-        self.services.journal.record(self.call_id, event)
+        self.journal("carrier_cleared", latency_ms=round((self.clock() - since) * 1000, 3))
 
     def _reschedule(self) -> None:
         deadline = self.session.next_deadline()
@@ -485,8 +464,8 @@ class CallRuntime:
 
     async def _run_tool(self, action: act.RunTool) -> None:
         assert self.agent is not None
-        if action.name in (TRANSFER_CALL, SEND_DTMF):
-            await self._run_builtin(action)
+        if action.name in BUILTIN_TOOLS:
+            await self.control.run_builtin(action)
             return
         outcome = await self.services.tools.run(
             agent=self.agent,
@@ -496,7 +475,7 @@ class CallRuntime:
             arguments=action.arguments,
             context=self._params,
         )
-        await self._handle(
+        await self.handle(
             ev.ToolResult(
                 action.call_id, action.name, outcome.output, outcome.ok, outcome.duration_ms
             )
@@ -516,149 +495,25 @@ class CallRuntime:
             # A bug, not a peer's fault: end this call cleanly and say so; the server stays up.
             log.error("call %s: internal error: %r", self.call_id, exc, exc_info=exc)
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.services.journal.record(
-                self.call_id,
-                act.JournalEvent(
-                    "error", self.session.time_in_call(self.clock()), {"message": reason}
-                ),
-            )
+            self.journal("error", message=reason)
             self._hangup = act.HangUp(reason, "failed")
             self._done.set()
 
-    # -- live call control (the control plane's API, carrier callbacks, built-in tools) --------
+    # -- what live call control (``runtime/control.py``) uses ---------------------------------
 
     @property
     def org(self) -> str:
         return self._org or DEFAULT_ORG
 
-    async def _control(self, event: ev.Event, action: str) -> None:
-        if type(event) not in HANDLED[self.session.state] or self._done.is_set():
-            raise ControlRefused(f"cannot {action} now: the call is {self.session.state.value}")
-        await self._handle(event)
+    @property
+    def over(self) -> bool:
+        return self._done.is_set()
 
-    async def hang_up(self, reason: str) -> None:
-        await self._control(ev.HangUpRequested(reason), "hang up")
+    def handed_over(self) -> None:
+        """The carrier carries the call on elsewhere (a transfer): do not hang it up."""
+        self._caller_hung_up = True
 
-    async def say(self, text: str, *, interrupt: bool = False, then_hang_up: bool = False) -> None:
-        if not self.session.config.capabilities.says_text:
-            raise ControlRefused("this agent's engine cannot say a given text")
-        await self._control(ev.SayRequested(text, interrupt, then_hang_up), "say a text")
-
-    async def inject(self, role: str, text: str, *, respond: bool = True) -> None:
-        await self._control(ev.MessageInjected(role, text, respond), "add a message")
-
-    async def mute(self, *, caller: bool | None = None, agent: bool | None = None) -> None:
-        await self._control(ev.MuteChanged(caller, agent), "mute")
-
-    async def hold(self, on: bool) -> None:
-        """Hold: both sides muted, the agent cut short, music to the caller; unhold: back."""
-        if on == (self._hold is not None):
-            return
-        link = self.link
-        if link is None:
-            raise ControlRefused("cannot hold now: the call has no media yet")
-        if on:
-            await self._control(ev.MuteChanged(caller=True, agent=True, interrupt=True), "hold")
-            await link.clear()
-            self._hold = asyncio.create_task(self._play_hold_music(link))
-        else:
-            task, self._hold = self._hold, None
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await link.clear()
-            await self._control(ev.MuteChanged(caller=False, agent=False), "unhold")
-        self._journal("control", action="hold" if on else "unhold")
-
-    async def _play_hold_music(self, link: CarrierLink) -> None:
-        music = hold_music(self._carrier_format)
-        looped = music * 2
-        chunk = int(bytes_per_ms(self._carrier_format) * 1000 * HOLD_CHUNK_S)
-        loop = asyncio.get_running_loop()
-        start, sent, position = loop.time(), 0, 0
-        while not self._done.is_set():
-            await link.play(looped[position : position + chunk])
-            position = (position + chunk) % len(music)
-            sent += 1
-            # absolute schedule: a second ahead at most, never drifting
-            await asyncio.sleep(max(0.0, start + (sent - 1) * HOLD_CHUNK_S - loop.time()))
-
-    async def send_dtmf(self, digits: str) -> None:
-        """Keypad tones into the call, after what the agent is saying."""
-        if not DTMF_DIGITS.fullmatch(digits):
-            raise ControlRefused(f"not DTMF digits: {digits!r}")
-        link = self.link
-        if link is None or self._done.is_set():
-            raise ControlRefused("cannot send DTMF now: the call has no media")
-        await link.play(dtmf(digits, self._carrier_format))
-        self._journal("dtmf_sent", digits=digits)
-
-    async def transfer(self, target: str) -> None:
-        """Cold transfer: the carrier connects the caller to ``target`` and this bridge leaves
-        the call. Only Twilio calls can be moved (a REST redirect to ``<Dial>``)."""
-        await self._redirect(target)
-        await self._handle(ev.Transferred(target))
-
-    async def _redirect(self, target: str) -> None:
-        start = self._start
-        if self._done.is_set() or start is None:
-            raise ControlRefused("cannot transfer now: the call is over")
-        if self.codec.carrier != "twilio" or not start.call_sid:
-            raise ControlRefused(f"transfer is not supported for {self.codec.carrier} calls")
-        account = await twilio_account(self.services, self.org)
-        if account is None:
-            raise ControlRefused("transfer needs the organization's Twilio account")
-        response = VoiceResponse()
-        dial = Dial()
-        if target.startswith("sip"):
-            dial.sip(target)
-        else:
-            dial.number(target)
-        response.append(dial)
-        self._journal("transfer_requested", target=target)
-        if not await account.redirect(start.call_sid, str(response)):
-            raise ControlRefused("the call ended before it could be transferred")
-        self._caller_hung_up = True  # the call goes on elsewhere: do not hang it up
-
-    async def _run_builtin(self, action: act.RunTool) -> None:
-        started = self.clock()
-        agent = self.agent
-        assert agent is not None
-        ok, output = True, ""
-        try:
-            if action.name == TRANSFER_CALL:
-                name = str(action.arguments.get("target", ""))
-                target = agent.transfer_targets.get(name)
-                if target is None:
-                    raise ControlRefused(f"unknown transfer target {name!r}")
-                await self._played_out()
-                await self._redirect(target)
-                # journaled here: the call ends with the transfer, before any tool result
-                output = json.dumps({"ok": True, "transferred_to": name})
-                now = self.clock()
-                self.services.journal.record(
-                    self.call_id,
-                    act.JournalToolCall(
-                        action.call_id,
-                        action.name,
-                        action.arguments,
-                        output,
-                        True,
-                        self.session.time_in_call(started),
-                        (now - started) * 1000,
-                    ),
-                )
-                await self._handle(ev.Transferred(target))
-                return
-            await self.send_dtmf(str(action.arguments.get("digits", "")))
-            output = json.dumps({"ok": True})
-        except (ControlRefused, CarrierApiError) as exc:
-            ok, output = False, json.dumps({"error": str(exc)})
-        duration = (self.clock() - started) * 1000
-        await self._handle(ev.ToolResult(action.call_id, action.name, output, ok, duration))
-
-    async def _played_out(self) -> None:
+    async def played_out(self) -> None:
         """Wait (bounded) until the caller has heard everything the agent said."""
         if not self.session.agent_audible():
             return
@@ -670,7 +525,8 @@ class CallRuntime:
         finally:
             self._quiet = None
 
-    def _journal(self, kind: str, **data: Any) -> None:
+    def journal(self, kind: str, **data: Any) -> None:
+        """Journal an event of this call, at the present time in call."""
         at = self.session.time_in_call(self.clock())
         self.services.journal.record(self.call_id, act.JournalEvent(kind, at, data))
 
@@ -682,19 +538,14 @@ class CallRuntime:
         if frame is not None:
             with contextlib.suppress(Exception):
                 await self.socket.send(frame)
-        if self._carrier_hang_up is None or self._start is None:
+        if self._carrier_hang_up is None or self.started is None:
             return
         try:
-            await asyncio.wait_for(self._carrier_hang_up(self._start), HANGUP_TIMEOUT_S)
+            await asyncio.wait_for(self._carrier_hang_up(self.started), HANGUP_TIMEOUT_S)
         except Exception as exc:
             message = f"carrier hang-up failed: {str(exc) or type(exc).__name__}"
             log.warning("call %s: %s", self.call_id, message)
-            self.services.journal.record(
-                self.call_id,
-                act.JournalEvent(
-                    "carrier_error", self.session.time_in_call(self.clock()), {"message": message}
-                ),
-            )
+            self.journal("carrier_error", message=message)
 
     def _protocol_error(self, exc: CarrierProtocolError, *, journal: bool = False) -> None:
         log.warning("call %s: bad frame from carrier: %s", self.call_id, exc.message)
@@ -711,31 +562,6 @@ class CallRuntime:
                 )
         self._protocol_errors.clear()
 
-    def _start_recording(self, fmt: str) -> None:
-        """Open the call's recording; every piece of audio sent to the caller goes through it."""
-        assert self.link is not None
-        try:
-            recording = CallRecording.open(
-                self.services.settings.recordings_dir,
-                self.call_id,
-                fmt,
-                origin=self.clock(),
-                on_error=self._recording_failed,
-            )
-        except (OSError, ValueError) as exc:
-            self._recording_failed(f"recording not started: {failure_reason(exc)}")
-            return
-        self._recording = recording
-        self.link = RecordingLink(self.link, recording, self.clock)
-        self.services.journal.call_updated(self.call_id, recording=recording.name)
-
-    def _recording_failed(self, message: str) -> None:
-        """The recording could not be written (the call goes on without it)."""
-        log.warning("call %s: %s", self.call_id, message)
-        at = self.session.time_in_call(self.clock())
-        event = act.JournalEvent("recording_error", at, {"message": message})
-        self.services.journal.record(self.call_id, event)
-
     def _stop_recording(self) -> None:
         if self._recording is not None:
             self._recording.close(self.clock())
@@ -743,8 +569,7 @@ class CallRuntime:
     async def _shut_down(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._hold is not None:
-            self._hold.cancel()
+        self.control.stop()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -762,7 +587,7 @@ class CallRuntime:
         self.services.journal.call_finished(
             self.call_id, status=hangup.status, end_reason=hangup.reason, ended_at=datetime.now(UTC)
         )
-        if self.services.running.get(self.call_id) is self:
+        if self.services.running.get(self.call_id) is self.control:
             del self.services.running[self.call_id]
         self.services.live_calls.discard(self.call_id)  # an adopted id (admission has the first)
         log.info("call %s: ended (%s): %s", self.call_id, hangup.status, hangup.reason)

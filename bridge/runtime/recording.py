@@ -20,14 +20,20 @@ and every clear reach the recording, wherever in the runtime they come from.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from bridge.audio.recorder import WAV_HEADER_BYTES, StereoTimeline, stereo_wav_header
 from bridge.runtime.link import CarrierLink
+
+if TYPE_CHECKING:
+    from bridge.runtime.call import CallRuntime
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BLOCK_S",
@@ -36,6 +42,7 @@ __all__ = [
     "CallRecording",
     "RecordingLink",
     "failure_reason",
+    "record_call",
     "recording_name",
 ]
 
@@ -231,3 +238,28 @@ class RecordingLink:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def record_call(call: CallRuntime, fmt: str) -> CallRecording | None:
+    """Open ``call``'s recording and route everything sent to the caller through it; None (and
+    a ``recording_error`` event) if it cannot be written — the call goes on without it."""
+    assert call.link is not None
+
+    def failed(message: str) -> None:
+        log.warning("call %s: %s", call.call_id, message)
+        call.journal("recording_error", message=message)
+
+    try:
+        recording = CallRecording.open(
+            call.services.settings.recordings_dir,
+            call.call_id,
+            fmt,
+            origin=call.clock(),
+            on_error=failed,
+        )
+    except (OSError, ValueError) as exc:
+        failed(f"recording not started: {failure_reason(exc)}")
+        return None
+    call.link = RecordingLink(call.link, recording, call.clock)
+    call.services.journal.call_updated(call.call_id, recording=recording.name)
+    return recording

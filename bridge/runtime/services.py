@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -15,10 +16,13 @@ from bridge.config import Settings
 from bridge.engines.base import EngineClient
 from bridge.errors import CallbridgeError, ConfigError
 from bridge.journal.control import ControlStore
+from bridge.journal.store import JournalError
 from bridge.journal.writer import JournalWriter
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
 from bridge.secrets import SecretBox
 from bridge.tools.webhook import ToolDispatcher
+
+log = logging.getLogger(__name__)
 
 ORG_KEYS = {
     "openai": "openai_api_key",
@@ -34,9 +38,11 @@ class ControlRefused(CallbridgeError):
 
 
 class LiveCall(Protocol):
-    """What the control plane can do to a call this worker carries (a ``CallRuntime``)."""
+    """What the control plane can do to a call this worker carries (a ``CallRuntime``'s
+    ``CallControl``)."""
 
-    call_id: str
+    @property
+    def call_id(self) -> str: ...
 
     @property
     def org(self) -> str: ...
@@ -83,17 +89,22 @@ class Services:
 
     async def org_settings(self, org: str) -> Settings:
         """The settings an organization's calls run with: its stored provider keys (OpenAI,
-        ElevenLabs, Deepgram) in place of the server's; the server's where it stored none."""
+        ElevenLabs, Deepgram) in place of the server's; the server's where it stored none, or
+        when the journal cannot be read (the call goes on)."""
         control, box = self.control, self.secrets
         if control is None or box is None:
             return self.settings
         keys: dict[str, Any] = {}
-        for row in await control.list_credentials(org):
-            field_name = ORG_KEYS.get(row.provider)
-            if field_name is not None:
-                fields = await control.credential_fields(org, row.provider, box)
-                if fields and fields.get("api_key"):
-                    keys[field_name] = fields["api_key"]
+        try:
+            for row in await control.list_credentials(org):
+                field_name = ORG_KEYS.get(row.provider)
+                if field_name is not None:
+                    fields = await control.credential_fields(org, row.provider, box)
+                    if fields and fields.get("api_key"):
+                        keys[field_name] = fields["api_key"]
+        except JournalError as exc:
+            log.warning("organization %s: stored credentials unavailable: %s", org, exc)
+            return self.settings
         return replace(self.settings, **keys) if keys else self.settings
 
     def make_engine(

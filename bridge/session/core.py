@@ -35,6 +35,7 @@ from typing import Any
 
 from bridge.audio.framing import Framer
 from bridge.session import actions as act
+from bridge.session import control
 from bridge.session import events as ev
 from bridge.session.config import SessionConfig
 from bridge.session.idle import IdleWatch
@@ -91,6 +92,7 @@ class CallSession:
         self._pending_say: ev.SayRequested | None = None
         self.caller_muted = False
         self.agent_muted = False
+        self._silent = b""
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -320,8 +322,8 @@ class CallSession:
         if self._digits:
             out += self._flush_digits(now)
         if self._pending_say is not None:
-            say, self._pending_say = self._pending_say, None
-            out += self._say(say, now)
+            pending, self._pending_say = self._pending_say, None
+            out += control.say(self, pending, now)
         return out
 
     def _on_speech_started(self, event: ev.SpeechStarted, now: float) -> list[act.Action]:
@@ -537,82 +539,20 @@ class CallSession:
             *self._end(now, f"engine closed: {event.reason}", "failed"),
         ]
 
-    # -- control-plane events ----------------------------------------------------------------
-
-    def _on_hang_up_requested(self, event: ev.HangUpRequested, now: float) -> list[act.Action]:
-        return [
-            self._event(now, "control", action="hang_up"),
-            *self._end(now, event.reason, event.status),
-        ]
-
-    def _on_say_requested(self, event: ev.SayRequested, now: float) -> list[act.Action]:
-        out: list[act.Action] = [
-            self._event(
-                now,
-                "control",
-                action="say",
-                text=event.text,
-                interrupt=event.interrupt,
-                then_hang_up=event.then_hang_up,
-            )
-        ]
-        if self.state is CallState.CONNECTING:
-            self._pending_say = event  # said as soon as the engine is ready
-            return out
-        return out + self._say(event, now)
-
-    def _say(self, event: ev.SayRequested, now: float) -> list[act.Action]:
-        out: list[act.Action] = []
-        if event.interrupt:
-            out += self._cut_agent(now, "interrupted", engine_cancels=False)
-            self._response_id = None  # cancelled: a new response may start at once
-            self._response_requested = False
-            self._deferred_response = None
-        out += self._request_response(say=event.text)
-        if event.then_hang_up and self.state is CallState.ACTIVE:
-            self._go(CallState.ENDING)
-            self._ending_reason = "the agent said its last words (control)"
-            # Long enough for the words at a slow speaking rate, then hang up regardless.
-            self._end_deadline = now + self.config.end_call_grace_s + len(event.text) / 8
+    def _interrupt(self, now: float) -> list[act.Action]:
+        """Cut the agent for the control plane (the engine did not see caller speech, so it
+        is told to cancel); a new response may start at once."""
+        out = self._cut_agent(now, "interrupted", engine_cancels=False)
+        self._response_id = None
+        self._response_requested = False
+        self._deferred_response = None
         return out
-
-    def _on_message_injected(self, event: ev.MessageInjected, now: float) -> list[act.Action]:
-        out: list[act.Action] = [
-            self._event(now, "control", action="inject", role=event.role, text=event.text),
-            act.AddUserText(event.text) if event.role == "user" else act.AddSystemText(event.text),
-        ]
-        if event.role == "user":
-            out.append(act.JournalTurn("user", event.text, self.time_in_call(now)))
-        if event.respond:
-            out += self._request_response()
-        return out
-
-    def _on_mute_changed(self, event: ev.MuteChanged, now: float) -> list[act.Action]:
-        out: list[act.Action] = []
-        if event.interrupt:
-            out += self._cut_agent(now, "interrupted", engine_cancels=False)
-            self._response_id = None
-            self._response_requested = False
-            self._deferred_response = None
-        if event.caller is not None:
-            self.caller_muted = event.caller
-        if event.agent is not None:
-            self.agent_muted = event.agent
-        return [
-            *out,
-            self._event(
-                now, "control", action="mute", caller=self.caller_muted, agent=self.agent_muted
-            ),
-        ]
-
-    def _on_transferred(self, event: ev.Transferred, now: float) -> list[act.Action]:
-        return [
-            self._event(now, "transferred", target=event.target),
-            *self._end(now, f"transferred to {event.target}", "transferred"),
-        ]
 
     def _silence(self, size: int) -> bytes:
-        return bytes((self.config.pad_byte or 0,)) * size
+        """``size`` bytes of silence (one frame's worth is kept: muting is per frame)."""
+        if len(self._silent) != size:
+            self._silent = bytes((self.config.pad_byte or 0,)) * size
+        return self._silent
 
     def _maybe_finish_ending(self, now: float) -> list[act.Action]:
         if self.state is not CallState.ENDING:
@@ -651,11 +591,11 @@ _HANDLERS: dict[type, _Handler] = {
     ev.EngineError: CallSession._on_engine_error,
     ev.EngineClosed: CallSession._on_engine_closed,
     ev.EngineReplaced: CallSession._on_engine_replaced,
-    ev.HangUpRequested: CallSession._on_hang_up_requested,
-    ev.SayRequested: CallSession._on_say_requested,
-    ev.MessageInjected: CallSession._on_message_injected,
-    ev.MuteChanged: CallSession._on_mute_changed,
-    ev.Transferred: CallSession._on_transferred,
+    ev.HangUpRequested: control.on_hang_up_requested,
+    ev.SayRequested: control.on_say_requested,
+    ev.MessageInjected: control.on_message_injected,
+    ev.MuteChanged: control.on_mute_changed,
+    ev.Transferred: control.on_transferred,
 }
 """Event type → handler. A class-level table: a session holds no bound methods of itself, so
 it forms no reference cycle and is freed as soon as its call ends (no full GC needed)."""

@@ -246,9 +246,14 @@ class MuteChanged:
 
 @dataclass(frozen=True, slots=True)
 class Transferred:
-    """The carrier moved the call elsewhere (a cold transfer): this bridge's part is over."""
+    """The carrier moved the call elsewhere (a cold transfer): this bridge's part is over.
+
+    ``tool_call_id``: the agent's ``transfer_call`` that did it (journaled with ``output``)."""
 
     target: str
+    tool_call_id: str | None = None
+    output: str = ""
+    duration_ms: float = 0.0
 
 
 ControlEvent = HangUpRequested | SayRequested | MessageInjected | MuteChanged | Transferred
