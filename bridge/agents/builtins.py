@@ -16,6 +16,7 @@ __all__ = [
     "BUILTIN_TOOLS",
     "DTMF_DIGITS",
     "SEND_DTMF",
+    "TOOL_NAME",
     "TRANSFER_CALL",
     "builtin_tools",
     "is_transfer_target",
@@ -26,6 +27,8 @@ SEND_DTMF = "send_dtmf"
 BUILTIN_TOOLS = frozenset({TRANSFER_CALL, SEND_DTMF})
 DTMF_DIGITS = re.compile(r"[0-9*#A-Dw]{1,64}")
 """Keys a phone can send (``w``: a half-second pause, as Twilio's ``sendDigits`` has it)."""
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What function-calling APIs accept as a tool's name (also a transfer target's)."""
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _SIP = re.compile(r"sips?:[^\s<>\"]{3,200}")
 

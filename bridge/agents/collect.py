@@ -21,11 +21,10 @@ rest of the loader (``agents/x.toml: collect_fields[1].values: …``). Pure: no 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import TypedDict
 
+from bridge.agents.fields import Fields, choice
 from bridge.agents.model import COLLECT_TYPES, CollectField
-from bridge.errors import ConfigError
 
 __all__ = ["FIELD_NAME", "PostcallKeys", "read_collect_fields", "read_postcall", "read_summary"]
 
@@ -41,69 +40,53 @@ class PostcallKeys(TypedDict):
     summary: bool
 
 
-def read_postcall(where: str, table: Mapping[str, Any]) -> PostcallKeys:
-    """``collect_fields`` and ``summary`` of the agent file (``where``: the file)."""
-    fields = read_collect_fields(where, table)
-    return {"collect_fields": fields, "summary": read_summary(where, table, fields)}
+def read_postcall(fields: Fields) -> PostcallKeys:
+    """``collect_fields`` and ``summary`` of the agent file."""
+    collect = read_collect_fields(fields)
+    return {"collect_fields": collect, "summary": read_summary(fields, collect)}
 
 
-def read_collect_fields(where: str, table: Mapping[str, Any]) -> tuple[CollectField, ...]:
-    """The agent file's ``collect_fields`` (``where``: the file, for error messages)."""
-    entries = table.get("collect_fields")
-    if entries is None:
-        return ()
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where}: collect_fields: must be an array of tables")
+def read_collect_fields(fields: Fields) -> tuple[CollectField, ...]:
+    entries = fields.tables("collect_fields")
     if len(entries) > MAX_FIELDS:
-        raise ConfigError(f"{where}: collect_fields: at most {MAX_FIELDS} fields")
-    fields: list[CollectField] = []
+        raise fields.error("collect_fields", f"at most {MAX_FIELDS} fields")
+    out: list[CollectField] = []
     for index, entry in enumerate(entries):
-        fields.append(_read_field(f"{where}: collect_fields[{index}].", entry))
-    names = [field.name for field in fields]
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise ConfigError(f"{where}: collect_fields[{index}].name: duplicate name {name!r}")
-    return tuple(fields)
+        field = _read_field(entry)
+        if any(field.name == earlier.name for earlier in out):
+            raise fields.error(f"collect_fields[{index}].name", f"duplicate name {field.name!r}")
+        out.append(field)
+    return tuple(out)
 
 
-def read_summary(where: str, table: Mapping[str, Any], fields: tuple[CollectField, ...]) -> bool:
+def read_summary(fields: Fields, collect: tuple[CollectField, ...]) -> bool:
     """``summary``: whether the post-call step runs; by default only with ``collect_fields``."""
-    value = table.get("summary")
+    value = fields.boolean("summary")
     if value is None:
-        return bool(fields)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: summary: must be true or false")
-    if not value and fields:
-        raise ConfigError(f"{where}: summary: collect_fields need summary = true (or no summary)")
+        return bool(collect)
+    if not value and collect:
+        raise fields.error("summary", "collect_fields need summary = true (or no summary)")
     return value
 
 
-def _read_field(prefix: str, entry: object) -> CollectField:
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{prefix.rstrip('.')}: must be a table")
-    for key in entry:
-        if key not in _FIELD_KEYS:
-            raise ConfigError(f"{prefix}{key}: unknown key")
-    name = entry.get("name")
+def _read_field(entry: Fields) -> CollectField:
+    entry.reject_unknown(_FIELD_KEYS)
+    name = entry.table.get("name")
     if not isinstance(name, str) or not FIELD_NAME.fullmatch(name):
-        raise ConfigError(f"{prefix}name: must be 1-64 letters, digits or '_', got {name!r}")
-    description = entry.get("description", "")
-    if not isinstance(description, str):
-        raise ConfigError(f"{prefix}description: must be a string")
-    kind = entry.get("type", "string")
-    if kind not in COLLECT_TYPES:
-        raise ConfigError(f"{prefix}type: must be one of {', '.join(COLLECT_TYPES)}")
-    values = entry.get("values")
+        raise entry.error("name", f"must be 1-64 letters, digits or '_', got {name!r}")
+    description = (entry.string("description", empty_ok=True) or "").strip()
+    kind = choice(entry, "type", COLLECT_TYPES) or "string"
     if kind != "enum":
-        if values is not None:
-            raise ConfigError(f'{prefix}values: only for type = "enum"')
-        return CollectField(name, description.strip(), kind)
+        if "values" in entry.table:
+            raise entry.error("values", 'only for type = "enum"')
+        return CollectField(name, description, kind)
+    values = entry.table.get("values")
     if (
         not isinstance(values, list)
         or not values
         or not all(isinstance(v, str) and v.strip() for v in values)
     ):
-        raise ConfigError(f"{prefix}values: an enum needs an array of non-empty strings")
+        raise entry.error("values", "an enum needs an array of non-empty strings")
     if len(set(values)) != len(values):
-        raise ConfigError(f"{prefix}values: must not repeat a value")
-    return CollectField(name, description.strip(), kind, tuple(values))
+        raise entry.error("values", "must not repeat a value")
+    return CollectField(name, description, kind, tuple(values))

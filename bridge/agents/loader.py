@@ -10,22 +10,20 @@ itself, opens no sockets and reads no clock.
 
 from __future__ import annotations
 
-import difflib
 import logging
-import math
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.agents.builtins import SEND_DTMF, TRANSFER_CALL, is_transfer_target
+from bridge.agents.builtins import SEND_DTMF, TOOL_NAME, TRANSFER_CALL
+from bridge.agents.call_keys import read_behaviour, read_transfer, read_voicemail, tool_names
 from bridge.agents.collect import read_postcall
+from bridge.agents.fields import Fields, choice, strings, type_name
 from bridge.agents.model import (
-    MACHINE_DETECTION,
-    VOICEMAIL_ACTIONS,
     Agent,
     DialogIntent,
     DialogScript,
@@ -33,9 +31,8 @@ from bridge.agents.model import (
     ElevenLabsSpec,
     PartSpec,
     ToolSpec,
-    VoicemailSpec,
 )
-from bridge.agents.template import check, is_variable_name
+from bridge.agents.template import is_variable_name
 from bridge.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -44,81 +41,15 @@ DEFAULT_SECRET_ENV = "CALLBRIDGE_TOOL_SECRET"
 """Environment variable holding the tool-webhook HMAC secret when an agent names none."""
 
 RESERVED_TOOL_NAMES = frozenset({"end_call", TRANSFER_CALL, SEND_DTMF})
+"""Built-in tools an agent may not redefine."""
 AUDIO_FORMATS = ("pcmu", "pcma", "pcm16/8000", "pcm16/16000", "pcm16/24000")
 """Engine audio formats an agent may ask for (the engine must speak it too)."""
-"""Built-in tools an agent may not redefine."""
 
 DEFAULT_ORGANIZATION = "default"
 """The organization of agents (and API keys) that name none."""
 ORGANIZATION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _PROMPT_NAME = _AGENT_NAME  # a file name in prompts/, so no separators and no leading dot
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what function-calling APIs accept
-
-
-class _Fields:
-    """Typed access to one TOML table; reports errors as ``<file>: <field>: <problem>``."""
-
-    def __init__(self, path: Path, table: Mapping[str, Any], prefix: str = "") -> None:
-        self.path = path
-        self.table = table
-        self.prefix = prefix
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {self.prefix}{key}: {problem}")
-
-    def reject_unknown(self, known: frozenset[str]) -> None:
-        for key in self.table:
-            if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise self.error(key, f"unknown key{hint}")
-
-    def string(self, key: str, *, empty_ok: bool = False) -> str | None:
-        value = self.table.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self.error(key, f"must be a string, got {_type_name(value)}")
-        if not empty_ok and not value.strip():
-            raise self.error(key, "must not be empty")
-        return value
-
-    def required_string(self, key: str) -> str:
-        value = self.string(key)
-        if value is None:
-            raise self.error(key, "is required")
-        return value
-
-    def number(self, key: str, *, allow_zero: bool = False, high: float = math.inf) -> float | None:
-        value = self.table.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"must be a number, got {_type_name(value)}")
-        number = float(value)
-        low_ok = number >= 0 if allow_zero else number > 0
-        if not (math.isfinite(number) and low_ok and number <= high):
-            low = "at least 0" if allow_zero else "greater than 0"
-            limit = f" and at most {high:g}" if high < math.inf else ""
-            raise self.error(key, f"must be {low}{limit}, got {value!r}")
-        return number
-
-    def boolean(self, key: str) -> bool | None:
-        value = self.table.get(key)
-        if value is not None and not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {_type_name(value)}")
-        return value
-
-    def table_of(self, key: str) -> Mapping[str, Any] | None:
-        value = self.table.get(key)
-        if value is not None and not isinstance(value, dict):
-            raise self.error(key, f"must be a table, got {_type_name(value)}")
-        return value
-
-    def template(self, key: str, text: str, where: str = "") -> None:
-        """Reject a stray ``{{`` in a template-bearing field."""
-        check(text, source=f"{self.path}: {self.prefix}{key}{where}")
 
 
 _AGENT_KEYS = frozenset(
@@ -177,7 +108,6 @@ _INTENT_KEYS = frozenset(
     {"name", "examples", "reply", "slots", "tool", "tool_error_reply", "end_call"}
 )
 _SLOT_KEYS = frozenset({"ask", "values"})
-_VOICEMAIL_KEYS = frozenset({"detect", "action", "message"})
 _TOOL_KEYS = frozenset({"name", "description", "webhook", "timeout_s", "parameters"})
 
 
@@ -192,7 +122,7 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
-    fields = _Fields(path, raw)
+    fields = Fields(path, raw)
     fields.reject_unknown(_AGENT_KEYS)
     name = fields.string("name") or path.stem
     if not _AGENT_NAME.fullmatch(name):
@@ -219,12 +149,12 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
     if engine == "elevenlabs" and elevenlabs is None:
         raise fields.error("elevenlabs", 'is required for engine = "elevenlabs" (agent_id)')
     parts = {kind: _read_part(fields, kind, env) for kind in PART_PROVIDERS}
-    dialog = _read_dialog(fields, _tool_names(tools, raw))
+    dialog = _read_dialog(fields, tool_names(tools, raw))
     llm = parts["llm"]
     if engine == "pipeline" and (llm is None or llm.provider == "scripted") and dialog is None:
         raise fields.error("dialog", "is required when the language model is scripted")
-    endpointing = _choice(fields, "endpointing_sensitivity", ("sensitive", "auto", "relaxed"))
-    interrupt = _choice(fields, "interrupt_sensitivity", ("high", "low"))
+    endpointing = choice(fields, "endpointing_sensitivity", ("sensitive", "auto", "relaxed"))
+    interrupt = choice(fields, "interrupt_sensitivity", ("high", "low"))
     fallback = fields.string("fallback")
     if fallback is not None and (fallback == name or not _AGENT_NAME.fullmatch(fallback)):
         raise fields.error("fallback", f"must name another agent, got {fallback!r}")
@@ -245,10 +175,10 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         prompt_template=prompt_template,
         variables=_read_variables(fields),
         initial_message=initial_message,
-        **_read_behaviour(fields, engine),  # greeting delay, silence checks
+        **read_behaviour(fields, engine),  # greeting delay, silence checks
         tools=tools,
         tool_secret=tool_secret,
-        **read_postcall(str(path), raw),  # summary, collect_fields
+        **read_postcall(fields),  # summary, collect_fields
         # an empty string turns transcription of the caller off
         transcription_model=(
             base.transcription_model if transcription is None else transcription or None
@@ -260,7 +190,7 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         record=bool(fields.boolean("record")),
         audio_format=audio_format,
         fallback=fallback,
-        keywords=tuple(_strings(fields, "keywords")),
+        keywords=tuple(strings(fields, "keywords")),
         endpointing_sensitivity=endpointing or base.endpointing_sensitivity,
         interrupt_sensitivity=interrupt or base.interrupt_sensitivity,
         stt=parts["stt"],
@@ -268,8 +198,8 @@ def load_agent(path: Path, prompts_dir: Path, env: Mapping[str, str]) -> Agent:
         tts=parts["tts"],
         elevenlabs=elevenlabs,
         dialog=dialog,
-        voicemail=_read_voicemail(fields),
-        transfer_targets=_read_transfer(fields),
+        voicemail=read_voicemail(fields),
+        transfer_targets=read_transfer(fields),
         dtmf_tool=bool(fields.boolean("send_dtmf")),
     )
 
@@ -356,66 +286,11 @@ class AgentRegistry:
 # --- the parts of an agent file -------------------------------------------------------------
 
 
-def _choice(fields: _Fields, key: str, choices: tuple[str, ...]) -> str | None:
-    value = fields.string(key)
-    if value is not None and value not in choices:
-        raise fields.error(key, f"must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _strings(fields: _Fields, key: str) -> list[str]:
-    value = fields.table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise fields.error(key, "must be an array of non-empty strings")
-    return list(value)
-
-
-class _Behaviour(TypedDict):
-    """The :class:`~bridge.agents.model.Agent` fields of the greeting delay and silence checks."""
-
-    initial_message_delay_s: float
-    idle_time_seconds: float | None
-    max_idle_check_count: int
-    idle_message: str
-
-
-def _read_behaviour(fields: _Fields, engine: str) -> _Behaviour:
-    base = Agent(name="-")
-    delay = fields.number("initial_message_delay_s", allow_zero=True, high=60.0)
-    idle = fields.number("idle_time_seconds")
-    checks = fields.table.get("max_idle_check_count", base.max_idle_check_count)
-    if isinstance(checks, bool) or not isinstance(checks, int) or checks < 0:
-        raise fields.error(
-            "max_idle_check_count", f"must be an integer of at least 0, got {checks!r}"
-        )
-    message = fields.string("idle_message") or base.idle_message
-    fields.template("idle_message", message)
-    # An ElevenLabs conversation says its first message at once and has no "say this" message:
-    # both are ElevenLabs agent settings (its first message, its turn timeout).
-    if engine == "elevenlabs":
-        for key in ("initial_message_delay_s", "idle_time_seconds"):
-            if fields.table.get(key):
-                raise fields.error(
-                    key, "not supported by engine elevenlabs: set it in the ElevenLabs agent"
-                )
-    if engine == "openai_realtime" and fields.table.get("temperature") is not None:
-        logger.warning(
-            "%s: temperature: OpenAI Realtime (GA) takes no temperature; it is not sent",
-            fields.path,
-        )
-    return {
-        "initial_message_delay_s": base.initial_message_delay_s if delay is None else delay,
-        "idle_time_seconds": idle,
-        "max_idle_check_count": checks,
-        "idle_message": message,
-    }
-
-
-def _read_part(fields: _Fields, kind: str, env: Mapping[str, str]) -> PartSpec | None:
+def _read_part(fields: Fields, kind: str, env: Mapping[str, str]) -> PartSpec | None:
     table = fields.table_of(kind)
     if table is None:
         return None
-    part = _Fields(fields.path, table, f"{kind}.")
+    part = Fields(fields.path, table, f"{kind}.")
     part.reject_unknown(_PART_KEYS)
     provider = part.required_string("provider")
     if provider not in PART_PROVIDERS[kind]:
@@ -432,13 +307,13 @@ def _read_part(fields: _Fields, kind: str, env: Mapping[str, str]) -> PartSpec |
     return PartSpec(provider, part.string("model"), part.string("voice"), base_url, api_key)
 
 
-def _read_elevenlabs(fields: _Fields) -> ElevenLabsSpec | None:
+def _read_elevenlabs(fields: Fields) -> ElevenLabsSpec | None:
     table = fields.table_of("elevenlabs")
     if table is None:
         return None
-    el = _Fields(fields.path, table, "elevenlabs.")
+    el = Fields(fields.path, table, "elevenlabs.")
     el.reject_unknown(_ELEVENLABS_KEYS)
-    overrides = tuple(_strings(el, "overrides")) if "overrides" in table else None
+    overrides = tuple(strings(el, "overrides")) if "overrides" in table else None
     for item in overrides or ():
         if item not in ("prompt", "first_message", "language", "voice"):
             raise el.error("overrides", f"unknown override {item!r}")
@@ -448,19 +323,19 @@ def _read_elevenlabs(fields: _Fields) -> ElevenLabsSpec | None:
     return replace(spec, voice_id=el.string("voice_id"))
 
 
-def _read_dialog(fields: _Fields, tools: set[str]) -> DialogScript | None:
+def _read_dialog(fields: Fields, tools: set[str]) -> DialogScript | None:
     table = fields.table_of("dialog")
     if table is None:
         return None
-    dialog = _Fields(fields.path, table, "dialog.")
+    dialog = Fields(fields.path, table, "dialog.")
     dialog.reject_unknown(_DIALOG_KEYS)
     slots: dict[str, DialogSlot] = {}
     for slot_name, raw in (dialog.table_of("slots") or {}).items():
         if not isinstance(raw, dict):
             raise dialog.error(f"slots.{slot_name}", "must be a table")
-        slot = _Fields(fields.path, raw, f"dialog.slots.{slot_name}.")
+        slot = Fields(fields.path, raw, f"dialog.slots.{slot_name}.")
         slot.reject_unknown(_SLOT_KEYS)
-        values = tuple(_strings(slot, "values"))
+        values = tuple(strings(slot, "values"))
         if not values:
             raise slot.error("values", "needs at least one value")
         slots[slot_name] = DialogSlot(slot_name, slot.required_string("ask"), values)
@@ -471,12 +346,12 @@ def _read_dialog(fields: _Fields, tools: set[str]) -> DialogScript | None:
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise dialog.error(f"intents[{index}]", "must be a table")
-        intent = _Fields(fields.path, entry, f"dialog.intents[{index}].")
+        intent = Fields(fields.path, entry, f"dialog.intents[{index}].")
         intent.reject_unknown(_INTENT_KEYS)
-        examples = tuple(_strings(intent, "examples"))
+        examples = tuple(strings(intent, "examples"))
         if not examples:
             raise intent.error("examples", "needs at least one example phrase")
-        wanted = tuple(_strings(intent, "slots"))
+        wanted = tuple(strings(intent, "slots"))
         for slot_name in wanted:
             if slot_name not in slots:
                 raise intent.error("slots", f"no [dialog.slots.{slot_name}]")
@@ -498,59 +373,11 @@ def _read_dialog(fields: _Fields, tools: set[str]) -> DialogScript | None:
         intents=tuple(intents),
         slots=slots,
         fallback=dialog.string("fallback") or DialogScript(()).fallback,
-        phrases=tuple(_strings(dialog, "phrases")),
+        phrases=tuple(strings(dialog, "phrases")),
     )
 
 
-def _tool_names(tools: tuple[ToolSpec, ...], raw: Mapping[str, Any]) -> set[str]:
-    """The tools a ``[dialog]`` may call: the agent's own and the built-ins it enables."""
-    names = {tool.name for tool in tools}
-    if "transfer" in raw:
-        names.add(TRANSFER_CALL)
-    if raw.get("send_dtmf") is True:
-        names.add(SEND_DTMF)
-    return names
-
-
-def _read_transfer(fields: _Fields) -> dict[str, str]:
-    table = fields.table_of("transfer")
-    if table is None:
-        return {}
-    transfer = _Fields(fields.path, table, "transfer.")
-    transfer.reject_unknown(frozenset({"targets"}))
-    targets = transfer.table_of("targets") or {}
-    out: dict[str, str] = {}
-    for name, target in targets.items():
-        if not _TOOL_NAME.fullmatch(name):
-            raise transfer.error(f"targets.{name}", "target names are letters, digits, _ and -")
-        if not isinstance(target, str) or not is_transfer_target(target):
-            raise transfer.error(
-                f"targets.{name}", f"must be an E.164 number or a SIP URI, got {target!r}"
-            )
-        out[name] = target
-    if not out:
-        raise transfer.error("targets", "must name at least one target")
-    return out
-
-
-def _read_voicemail(fields: _Fields) -> VoicemailSpec | None:
-    table = fields.table_of("voicemail")
-    if table is None:
-        return None
-    vm = _Fields(fields.path, table, "voicemail.")
-    vm.reject_unknown(_VOICEMAIL_KEYS)
-    base = VoicemailSpec()
-    detect = _choice(vm, "detect", MACHINE_DETECTION) or base.detect
-    action = _choice(vm, "action", VOICEMAIL_ACTIONS) or base.action
-    message = vm.string("message")
-    if message is not None:
-        vm.template("message", message)
-    if action == "leave_message" and message is None:
-        raise vm.error("message", 'is required for action = "leave_message"')
-    return VoicemailSpec(detect=detect, action=action, message=message)
-
-
-def _read_prompt(fields: _Fields, prompts_dir: Path) -> str:
+def _read_prompt(fields: Fields, prompts_dir: Path) -> str:
     prompt = fields.string("prompt")
     instructions = fields.string("instructions")
     if prompt is not None and instructions is not None:
@@ -577,19 +404,19 @@ def _read_prompt(fields: _Fields, prompts_dir: Path) -> str:
     return text
 
 
-def _read_variables(fields: _Fields) -> dict[str, str]:
+def _read_variables(fields: Fields) -> dict[str, str]:
     table = fields.table_of("variables") or {}
     variables: dict[str, str] = {}
     for key, value in table.items():
         if not is_variable_name(key):
             raise fields.error(f"variables.{key}", "is not a valid variable name")
         if not isinstance(value, str):
-            raise fields.error(f"variables.{key}", f"must be a string, got {_type_name(value)}")
+            raise fields.error(f"variables.{key}", f"must be a string, got {type_name(value)}")
         variables[key] = value
     return variables
 
 
-def _read_secret(fields: _Fields, env: Mapping[str, str]) -> str | None:
+def _read_secret(fields: Fields, env: Mapping[str, str]) -> str | None:
     """The tool secret's *value* from ``env``; never put it into an error message."""
     var = fields.string("tool_secret_env")
     if var is None:
@@ -600,18 +427,11 @@ def _read_secret(fields: _Fields, env: Mapping[str, str]) -> str | None:
     return secret
 
 
-def _read_tools(fields: _Fields) -> tuple[ToolSpec, ...]:
-    entries = fields.table.get("tools")
-    if entries is None:
-        return ()
-    if not isinstance(entries, list):
-        raise fields.error("tools", "must be an array of tables ([[tools]])")
+def _read_tools(fields: Fields) -> tuple[ToolSpec, ...]:
     tools: list[ToolSpec] = []
     names: set[str] = set()
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise fields.error(f"tools[{index}]", f"must be a table, got {_type_name(entry)}")
-        tool = _read_tool(_Fields(fields.path, entry, f"tools[{index}]."))
+    for index, entry in enumerate(fields.tables("tools", " ([[tools]])")):
+        tool = _read_tool(entry)
         if tool.name in names:
             raise fields.error(f"tools[{index}].name", f"duplicate tool name '{tool.name}'")
         names.add(tool.name)
@@ -619,12 +439,12 @@ def _read_tools(fields: _Fields) -> tuple[ToolSpec, ...]:
     return tuple(tools)
 
 
-def _read_tool(fields: _Fields) -> ToolSpec:
+def _read_tool(fields: Fields) -> ToolSpec:
     fields.reject_unknown(_TOOL_KEYS)
     name = fields.required_string("name")
     if name in RESERVED_TOOL_NAMES:
         raise fields.error("name", f"'{name}' is a built-in tool and cannot be redefined")
-    if not _TOOL_NAME.fullmatch(name):
+    if not TOOL_NAME.fullmatch(name):
         raise fields.error("name", f"must be 1-64 letters, digits, '_' or '-', got {name!r}")
     description = fields.required_string("description")
     webhook = fields.string("webhook")
@@ -638,7 +458,7 @@ def _read_tool(fields: _Fields) -> ToolSpec:
     return spec if timeout_s is None else replace(spec, timeout_s=timeout_s)
 
 
-def _read_parameters(fields: _Fields) -> dict[str, Any]:
+def _read_parameters(fields: Fields) -> dict[str, Any]:
     schema = fields.table_of("parameters")
     if schema is None:
         return {"type": "object", "properties": {}}
@@ -668,7 +488,7 @@ def _non_json_value(value: Any) -> str | None:
     elif isinstance(value, str | int | float | bool):
         return None
     else:
-        return _type_name(value)
+        return type_name(value)
     for child in children:
         bad = _non_json_value(child)
         if bad is not None:
@@ -685,8 +505,3 @@ def _is_http_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in {"http", "https"} and bool(parts.hostname)
-
-
-def _type_name(value: object) -> str:
-    names = {str: "string", bool: "boolean", int: "integer", float: "float", dict: "table"}
-    return names.get(type(value), "array" if isinstance(value, list) else type(value).__name__)

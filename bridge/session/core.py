@@ -20,6 +20,7 @@ What the core decides:
   response, tool or hold under way) the agent says ``idle_message``; caller speech resets the
   count; after ``max_idle_checks`` unanswered ones the next silence ends the call
   (:mod:`~bridge.session.idle`).
+* **Control** (:mod:`~bridge.session.control`): hang up, say, inject, mute, transferred.
 * **Responses** are never requested while one is in flight; the request waits for ``ResponseDone``.
 * **Journal**: transcript turns with their time in call, an events timeline, tool calls.
 """
@@ -124,16 +125,8 @@ class CallSession:
         """The earliest time :meth:`handle_timer` must run, or None."""
         if self.state is CallState.ENDED or self.t0 is None:
             return None
-        deadlines = [self.t0 + self.config.max_duration_s]
-        for deadline in (
-            self._dtmf_deadline,
-            self._end_deadline,
-            self._greet_at,
-            self._idle.deadline(),
-        ):
-            if deadline is not None:
-                deadlines.append(deadline)
-        return min(deadlines)
+        timers = (self._dtmf_deadline, self._end_deadline, self._greet_at, self._idle.deadline())
+        return min([self.t0 + self.config.max_duration_s, *(t for t in timers if t is not None)])
 
     def handle_timer(self, now: float) -> list[act.Action]:
         """Run whatever deadline has passed."""
