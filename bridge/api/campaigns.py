@@ -111,18 +111,6 @@ class CampaignPatch(BaseModel):
         return value
 
 
-class AggregatesOut(BaseModel):
-    numbers: int
-    pending: int
-    dialing: int
-    done: int
-    failed: int
-    skipped: int
-    success: int
-    attempts: int
-    total_duration_secs: float
-
-
 class CampaignOut(BaseModel):
     id: str
     name: str
@@ -139,7 +127,7 @@ class CampaignOut(BaseModel):
     machine_detection: str | None
     created_at: AwareDatetime
     updated_at: AwareDatetime
-    aggregates: AggregatesOut
+    aggregates: Aggregates
 
 
 class CampaignListOut(BaseModel):
@@ -192,7 +180,7 @@ def _out(campaign: Campaign, totals: Aggregates) -> CampaignOut:
         machine_detection=campaign.machine_detection,
         created_at=campaign.created_at,
         updated_at=campaign.updated_at,
-        aggregates=AggregatesOut.model_validate(totals, from_attributes=True),
+        aggregates=totals,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -111,14 +111,19 @@ async def dial(body: DialIn, request: Request, principal: Writer, journal: Journ
 # --- live call control ------------------------------------------------------------------------
 
 
-async def _live(request: Request, call_id: str, org: str, journal: Journal) -> LiveCall:
+async def _live(call_id: str, request: Request, principal: Writer, journal: Journal) -> LiveCall:
+    """The call this worker carries (404 for a missing or foreign one, 409 if it is not live
+    here); the key needs the write scope."""
     services: Services = request.app.state.services
     live = services.running.get(call_id)
-    if live is not None and live.org == org:
+    if live is not None and live.org == principal.org:
         return live
-    detail = await load_call(journal, call_id, org)  # 404 for a missing or foreign call
+    detail = await load_call(journal, call_id, principal.org)
     state = "is over" if detail.call.ended_at is not None else "is not carried by this server"
     raise HTTPException(409, detail=f"call {call_id} {state}")
+
+
+Live = Annotated[LiveCall, Depends(_live)]
 
 
 async def _act(coro: Any) -> Response:
@@ -180,58 +185,37 @@ def _route(path: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCa
 
 
 @_route("hangup", "Hang up a live call")
-async def hang_up(
-    call_id: str, body: HangUpIn, request: Request, principal: Writer, journal: Journal
-) -> Response:
-    live = await _live(request, call_id, principal.org, journal)
+async def hang_up(body: HangUpIn, live: Live) -> Response:
     return await _act(live.hang_up(body.reason))
 
 
 @_route("say", "Have the agent say a text, word for word")
-async def say(
-    call_id: str, body: SayIn, request: Request, principal: Writer, journal: Journal
-) -> Response:
-    live = await _live(request, call_id, principal.org, journal)
+async def say(body: SayIn, live: Live) -> Response:
     return await _act(live.say(body.text, interrupt=body.interrupt, then_hang_up=body.then_hang_up))
 
 
 @_route("messages", "Add a user or system message to the agent's context")
-async def inject(
-    call_id: str, body: MessageIn, request: Request, principal: Writer, journal: Journal
-) -> Response:
-    live = await _live(request, call_id, principal.org, journal)
+async def inject(body: MessageIn, live: Live) -> Response:
     return await _act(live.inject(body.role, body.text, respond=body.respond))
 
 
 @_route("mute", "Mute or unmute the caller and/or the agent")
-async def mute(
-    call_id: str, body: MuteIn, request: Request, principal: Writer, journal: Journal
-) -> Response:
-    live = await _live(request, call_id, principal.org, journal)
+async def mute(body: MuteIn, live: Live) -> Response:
     return await _act(live.mute(caller=body.caller, agent=body.agent))
 
 
 @_route("hold", "Put the caller on hold with music, or take them off it")
-async def hold(
-    call_id: str, body: HoldIn, request: Request, principal: Writer, journal: Journal
-) -> Response:
-    live = await _live(request, call_id, principal.org, journal)
+async def hold(body: HoldIn, live: Live) -> Response:
     return await _act(live.hold(body.on))
 
 
 @_route("dtmf", "Send keypad tones (DTMF, in band) into the call")
-async def send_dtmf(
-    call_id: str, body: DtmfIn, request: Request, principal: Writer, journal: Journal
-) -> Response:
-    live = await _live(request, call_id, principal.org, journal)
+async def send_dtmf(body: DtmfIn, live: Live) -> Response:
     return await _act(live.send_dtmf(body.digits))
 
 
 @_route("transfer", "Cold-transfer the call to a number or SIP URI (Twilio calls)")
-async def transfer(
-    call_id: str, body: TransferIn, request: Request, principal: Writer, journal: Journal
-) -> Response:
+async def transfer(body: TransferIn, live: Live) -> Response:
     if not is_transfer_target(body.target):
         raise invalid(("body", "target"), "must be an E.164 number or a SIP URI", body.target)
-    live = await _live(request, call_id, principal.org, journal)
     return await _act(live.transfer(body.target))
