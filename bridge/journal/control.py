@@ -33,7 +33,7 @@ from bridge.journal.models import (
 from bridge.journal.store import Conflict, JournalStore, NotFound
 from bridge.secrets import SecretBox
 
-__all__ = ["ControlStore"]
+__all__ = ["ControlStore", "open_credential"]
 
 
 class ControlStore:
@@ -231,10 +231,7 @@ class ControlStore:
     ) -> dict[str, str] | None:
         """``org``'s decrypted credential for ``provider``, or ``None`` if it stored none."""
         row = await self.get_credential(org, provider)
-        if row is None:
-            return None
-        fields: dict[str, str] = orjson.loads(box.open(row.sealed))
-        return fields
+        return None if row is None else open_credential(row, box)
 
     async def delete_credential(self, org: str, provider: str) -> None:
         async with self._journal.transaction("delete_credential") as tx:
@@ -286,3 +283,9 @@ async def _owned(session: AsyncSession, model: type[_Owned], org: str, row_id: s
         what = _WHAT[model.__tablename__]
         raise NotFound(f"{what} not found", operation=f"get_{model.__tablename__}")
     return row
+
+
+def open_credential(row: Credential, box: SecretBox) -> dict[str, str]:
+    """A stored credential's fields, decrypted (server side only)."""
+    fields: dict[str, str] = orjson.loads(box.open(row.sealed))
+    return fields

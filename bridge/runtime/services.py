@@ -15,7 +15,7 @@ from bridge.agents.template import RenderedAgent
 from bridge.config import Settings
 from bridge.engines.base import EngineClient
 from bridge.errors import CallbridgeError, ConfigError
-from bridge.journal.control import ControlStore
+from bridge.journal.control import ControlStore, open_credential
 from bridge.journal.store import JournalError
 from bridge.journal.writer import JournalWriter
 from bridge.runtime.engines import ENGINE_FACTORIES, EngineFactory
@@ -98,10 +98,9 @@ class Services:
         try:
             for row in await control.list_credentials(org):
                 field_name = ORG_KEYS.get(row.provider)
-                if field_name is not None:
-                    fields = await control.credential_fields(org, row.provider, box)
-                    if fields and fields.get("api_key"):
-                        keys[field_name] = fields["api_key"]
+                key = open_credential(row, box).get("api_key") if field_name else None
+                if field_name and key:
+                    keys[field_name] = key
         except JournalError as exc:
             log.warning("organization %s: stored credentials unavailable: %s", org, exc)
             return self.settings
